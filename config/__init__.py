@@ -1,0 +1,1 @@
+"""Pulse configuration: the bundled defaults (`pulse.toml`, `rules.toml`) and their loader."""

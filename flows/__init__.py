@@ -1,0 +1,1 @@
+"""Bytewax dataflows (thin glue over `operators/` and `state/`) and the dataset replay tool."""

@@ -1,0 +1,1 @@
+"""Pure per-customer logic the flows compose: parsing, features, scoring, rules, profiles."""

@@ -1,0 +1,1 @@
+"""Pulse command line, metrics and local service helpers."""

@@ -1,0 +1,70 @@
+"""Run the main flow with Bytewax workers and recovery (used by `pulse run`, the demo and tests)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from config.settings import Settings
+from flows.personalize import RunOptions, build_flow
+
+__all__ = ["WorkerOptions", "run_workers"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    workers: int = 1
+    """Worker threads in this process (Bytewax ``-w``)."""
+    process_id: int | None = None
+    """This process's index in a multi-process cluster (Bytewax ``-i``)."""
+    addresses: list[str] | None = None
+    """``host:port`` of every process of the cluster, in process order (Bytewax ``-a``)."""
+    recovery_dir: Path | None = None
+    recovery_partitions: int = 4
+    """Recovery partitions created on first use; fixed forever, >= the most workers ever run."""
+    snapshot_seconds: float = 10.0
+    backup_seconds: float = 0.0
+
+
+def _recovery_config(options: WorkerOptions) -> RecoveryConfig | None:
+    if options.recovery_dir is None:
+        return None
+    directory = options.recovery_dir
+    if not any(directory.glob("part-*.sqlite3")):
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, options.recovery_partitions)
+        logger.info("initialised recovery store %s with %d partitions", directory, options.recovery_partitions)
+    return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=options.backup_seconds))
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Bytewax stops cleanly on KeyboardInterrupt (checked between activations).
+    raise KeyboardInterrupt
+
+
+def run_workers(settings: Settings, run: RunOptions, workers: WorkerOptions) -> None:
+    """Run until end of input (bounded runs) or until SIGTERM/SIGINT."""
+    flow = build_flow(settings, run)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers.workers,
+            process_id=workers.process_id,
+            addresses=workers.addresses,
+            epoch_interval=timedelta(seconds=workers.snapshot_seconds),
+            recovery_config=_recovery_config(workers),
+        )
+    except KeyboardInterrupt:
+        logger.info("stopped by signal; state is safe up to the last snapshot")
+    finally:
+        signal.signal(signal.SIGTERM, previous)

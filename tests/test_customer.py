@@ -1,0 +1,143 @@
+"""Per-customer logic without Bytewax: features, dedup, lateness, labels, timers."""
+
+import pickle
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from config.settings import load_settings
+from operators.customer import CustomerProcessor
+from operators.events import Event
+from operators.features import FeatureAggregator
+from operators.segments import SegmentRules
+from operators.profile import render_profile
+from state.customer import CustomerState
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+T0 = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+SETTINGS = load_settings(env={})
+RULES = SegmentRules.load(SETTINGS.rules_path)
+
+
+def ev(n: int, kind: str, ts: int, **data: object) -> Event:
+    return Event(f"e{n}", kind, "u-1", ts, data)
+
+
+def item(pid: str, qty: int, price: float | None, **extra: object) -> dict:
+    return {"product_id": pid, "quantity": qty, "price": price, **extra}
+
+
+@pytest.fixture
+def processor() -> CustomerProcessor:
+    return CustomerProcessor(SETTINGS, RULES)
+
+
+def test_lifetime_values_cart_and_history(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    out = processor.on_events(state, [
+        ev(1, "product_view", T0, product_id="p1", category="shoes", price=10.0),
+        ev(2, "add_to_cart", T0 + 1, product_id="p1", quantity=2, price=10.0, name="Shoe"),
+        ev(3, "add_to_cart", T0 + 2, product_id="p2", quantity=1, price=5.0),
+        ev(4, "remove_from_cart", T0 + 3, product_id="p2", quantity=1, price=5.0),
+        ev(5, "purchase", T0 + 4, order_id="o1", total=20.0, currency="EUR",
+           items=[item("p1", 2, 10.0, name="Shoe", category="shoes")]),
+        ev(6, "purchase", T0 + DAY, order_id="o2", total=None, currency="XXX", items=[item("p9", 1, None)]),
+        ev(7, "refund", T0 + DAY + 1, order_id="o1", total=5.0, currency="EUR", items=[item("p1", 1, 5.0)]),
+        ev(8, "add_to_cart", T0 + DAY + 2, product_id="p3", quantity=3, price=2.5),
+    ])
+    assert out.update is not None and out.update.version == 1
+    assert state.orders == 2 and state.priced_orders == 1
+    assert state.ltv == 15.0 and state.aov == 20.0
+    assert state.cart_items == 3 and state.cart_value == 7.5
+    assert state.purchase_history[:2] == [("p9", None), ("p1", "Shoe")]
+    assert state.recent_views == ["p1"]
+    assert state.preferred_category == "shoes"
+    assert state.last_purchase_ms == T0 + DAY
+    assert out.update.facts["counts"]["24h"] == {"add_to_cart": 1, "purchase": 1, "refund": 1}
+
+
+def test_duplicates_count_once_and_late_events_are_dropped(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    buy = ev(1, "purchase", T0 + 10 * HOUR, order_id="o", total=9.0, currency="EUR", items=[item("p", 1, 9.0)])
+    out = processor.on_events(state, [buy, buy])
+    out2 = processor.on_events(state, [buy, ev(2, "page_view", T0, url="/")])  # 10h late > 1h allowed
+    assert (out.duplicates, out2.duplicates, out2.late) == (1, 1, 1)
+    assert state.orders == 1 and state.ltv == 9.0
+    assert out2.update is None  # nothing applied: no new profile version
+
+
+def test_preferred_category_is_recency_weighted(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    views = [ev(i, "product_view", T0 + i, product_id=f"a{i}", category="old") for i in range(3)]
+    processor.on_events(state, views)
+    processor.on_events(state, [ev(10, "product_view", T0 + 90 * DAY, product_id="b", category="new"),
+                                ev(11, "product_view", T0 + 90 * DAY + 1, product_id="c", category="new")])
+    # 3 views 90 days (3 half-lives) ago weigh 3/8 < 2 fresh views.
+    assert state.preferred_category == "new"
+
+
+def test_purchase_labels_open_snapshots_positive_without_leaking(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    first = processor.on_events(state, [ev(1, "page_view", T0, url="/")])
+    assert first.examples == [] and len(state.pending) == 1
+    snapshot_features = state.pending[0].features
+    out = processor.on_events(state, [ev(2, "purchase", T0 + 3 * DAY, order_id="o", total=50.0, currency="EUR",
+                                          items=[item("p", 1, 50.0)])])
+    assert [(x.label, x.taken_ms, x.resolved_ms) for x in out.examples] == [(True, T0, T0 + 3 * DAY)]
+    assert out.examples[0].features == snapshot_features
+    assert out.examples[0].features["log_orders"] == 0.0  # the snapshot knew nothing of the purchase
+
+
+def test_snapshots_expire_negative_when_the_horizon_closes(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    processor.on_events(state, [ev(1, "page_view", T0, url="/")])
+    assert processor.on_time(state, T0 + 7 * DAY - 1).examples == []
+    out = processor.on_time(state, T0 + 7 * DAY)
+    assert [(x.label, x.resolved_ms) for x in out.examples] == [(False, T0 + 7 * DAY)]
+    assert state.pending == []
+
+
+def test_cart_abandonment_fires_on_time_alone(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    out = processor.on_events(state, [ev(1, "add_to_cart", T0, product_id="p", quantity=1, price=3.0)])
+    assert "cart_abandoner" not in render_profile(out.update, RULES).segments
+    assert processor.next_due_ms(state) == T0 + HOUR
+    later = processor.on_time(state, T0 + HOUR)
+    assert later.update.version == 2
+    assert "cart_abandoner" in render_profile(later.update, RULES).segments
+
+
+def test_state_pickles_for_recovery(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    processor.on_events(state, [ev(1, "add_to_cart", T0, product_id="p", quantity=1, price=3.0)])
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored == state
+    assert processor.on_time(restored, T0 + HOUR).update.version == 2
+
+
+def test_profile_has_the_documented_fields(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    out = processor.on_events(state, [
+        ev(1, "profile_update", T0, attributes={"first_name": "Ada"}),
+        ev(2, "purchase", T0 + 1, order_id="o", total=2000.0, currency="EUR", items=[item("p", 1, 2000.0)]),
+    ])
+    out.update.propensity, out.update.model_version = 0.25, 3
+    import orjson
+
+    profile = orjson.loads(render_profile(out.update, RULES).payload)
+    for name in ("userId", "firstName", "ltv", "orders", "aov", "lastPurchaseAt", "lastSeenAt",
+                 "preferredCategory", "cart", "purchaseHistory", "counts", "segments", "purchasePropensity",
+                 "churnRiskScore", "updatedAt", "version"):
+        assert name in profile, name
+    assert profile["firstName"] == "Ada" and profile["isVIP"] is True and profile["churnRiskScore"] is None
+    assert profile["lastPurchaseAt"] == "2024-01-01T00:00:00Z" and profile["purchasePropensity"] == 0.25
+
+
+def test_feature_aggregator_caps_categories() -> None:
+    settings = SETTINGS.features
+    agg, state = FeatureAggregator(settings), CustomerState("u-1")
+    for i in range(settings.max_categories + 5):
+        agg.apply(state, ev(i, "page_view", T0 + i, url="/", category=f"c{i}"))
+    assert len(state.category_scores) == settings.max_categories
