@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from typing import Any, Union
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -219,7 +221,8 @@ class RedisProfileSink(DynamicSink[ProfileWrite]):
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisPartition:
         s = self._settings
-        client = redis.Redis.from_url(s.url, socket_timeout=10, socket_connect_timeout=5)
+        # One retry policy (the writer's, with metrics and logs), not redis-py's as well.
+        client = redis.Redis.from_url(s.url, socket_timeout=10, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
         writer = ProfileWriter(
             client, KeyLayout(s.key_prefix), s.profile_ttl_seconds, s.retry_attempts,
             s.retry_backoff_max_seconds, on_retry=lambda exc: metrics.REDIS_ERRORS.inc(),

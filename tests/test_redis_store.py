@@ -5,6 +5,8 @@ import uuid
 import orjson
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from operators.profile import ProfileWrite
 from state.client import ProfileClient
@@ -62,7 +64,7 @@ def test_client_defaults_and_batch_lookup(redis_client: redis.Redis, prefix: str
 
 
 def test_writer_retries_while_redis_is_unreachable() -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     failures: list[Exception] = []
     writer = ProfileWriter(dead, KeyLayout("x"), 0, retry_attempts=3, on_retry=failures.append,
                            sleep=lambda _s: None)
