@@ -78,10 +78,12 @@ class CustomerProcessor:
                 out.examples += self._labels.purchase(state, ts)
             self._features.apply(state, event)
             changed = True
-            if self._labels.snapshot_due(state, ts):
-                self._labels.take(state, ts, self._model_input(state, ts))
         if changed:
             out.update = self._update(state)
+            # One training snapshot per interval, as of the clock (the batch's newest event):
+            # the features the update is scored with, so they are computed once.
+            if self._labels.snapshot_due(state, state.clock_ms):
+                self._labels.take(state, state.clock_ms, out.update.features)
         return out
 
     def on_time(self, state: CustomerState, now_ms: int) -> CustomerOutput:
@@ -102,10 +104,6 @@ class CustomerProcessor:
         examples = self._labels.expire(state, now_ms)
         state.clock_ms = now_ms
         return examples
-
-    def _model_input(self, state: CustomerState, now_ms: int) -> dict[str, float]:
-        counts_7d = window_counts(state, now_ms)
-        return model_features(state, now_ms, counts_7d["7d"], counts_7d["30d"])
 
     @staticmethod
     def _timestamps(state: CustomerState) -> dict[str, int | None]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from config.settings import FeatureSettings
 from operators.events import EVENT_TYPES, Event
 from state.customer import CartLine, CustomerState
-from state.windows import WINDOWS
 
 __all__ = ["TYPE_CODES", "SEEN_TYPES", "CATEGORY_WEIGHTS", "FeatureAggregator", "window_counts"]
 
@@ -26,9 +25,9 @@ CATEGORY_WEIGHTS = {"page_view": 1.0, "product_view": 1.0, "add_to_cart": 2.0, "
 
 def window_counts(state: CustomerState, now_ms: int) -> dict[str, dict[str, int]]:
     """Event counts per window per type as of ``now_ms`` (zero counts omitted)."""
-    windows = state.counts.read_all(now_ms)
     return {
-        window: {EVENT_TYPES[code]: n for code, n in sorted(windows[window].items())} for window in WINDOWS
+        window: {EVENT_TYPES[code]: n for code, n in by_code.items()}
+        for window, by_code in state.counts.read_all(now_ms).items()
     }
 
 

@@ -7,7 +7,7 @@ null (never missing), so templates can rely on every key being present.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+import time
 
 import orjson
 
@@ -28,9 +28,10 @@ class ProfileWrite:
 
 
 def iso_utc(ms: int | None) -> str | None:
+    """RFC 3339 UTC with second precision (``2011-12-09T12:50:00Z``)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
 
 
 def render_profile(update: CustomerUpdate, rules: SegmentRules) -> ProfileWrite:

@@ -66,6 +66,10 @@ def model_features(
     }
 
 
+def _as_dict(values: tuple[float, ...]) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, values, strict=True))
+
+
 class LabelTracker:
     """Keeps each customer's pending snapshots and turns them into labelled examples."""
 
@@ -80,7 +84,7 @@ class LabelTracker:
             return []
         done = [p for p in state.pending if p.taken_ms + horizon <= now_ms]
         state.pending = [p for p in state.pending if p.taken_ms + horizon > now_ms]
-        return [Example(p.features, False, p.taken_ms, p.taken_ms + horizon) for p in done]
+        return [Example(_as_dict(p.values), False, p.taken_ms, p.taken_ms + horizon) for p in done]
 
     def purchase(self, state: CustomerState, ts_ms: int) -> list[Example]:
         """Positive examples: every open snapshot taken before this purchase, within its horizon."""
@@ -88,13 +92,13 @@ class LabelTracker:
         hit = [p for p in state.pending if p.taken_ms < ts_ms <= p.taken_ms + horizon]
         if hit:
             state.pending = [p for p in state.pending if not p.taken_ms < ts_ms <= p.taken_ms + horizon]
-        return [Example(p.features, True, p.taken_ms, ts_ms) for p in hit]
+        return [Example(_as_dict(p.values), True, p.taken_ms, ts_ms) for p in hit]
 
     def snapshot_due(self, state: CustomerState, ts_ms: int) -> bool:
         return state.last_snapshot_ms is None or ts_ms - state.last_snapshot_ms >= self.interval_ms
 
     def take(self, state: CustomerState, ts_ms: int, features: dict[str, float]) -> None:
-        state.pending.append(PendingSnapshot(ts_ms, features))
+        state.pending.append(PendingSnapshot(ts_ms, tuple(features[name] for name in FEATURE_NAMES)))
         state.last_snapshot_ms = ts_ms
 
     def next_expiry_ms(self, state: CustomerState) -> int | None:

@@ -24,10 +24,14 @@ class CartLine:
 
 @dataclass(slots=True)
 class PendingSnapshot:
-    """Model features taken at ``taken_ms``, waiting for their label (purchase within horizon)."""
+    """Model features taken at ``taken_ms``, waiting for their label (purchase within horizon).
+
+    ``values`` are in `operators.scoring.FEATURE_NAMES` order: a tuple is a fraction of a
+    dict's memory, and every active customer holds up to horizon/interval of these.
+    """
 
     taken_ms: int
-    features: dict[str, float]
+    values: tuple[float, ...]
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from config.settings import load_settings
 from operators.customer import CustomerProcessor
 from operators.events import Event
 from operators.features import FeatureAggregator
+from operators.scoring import FEATURE_NAMES
 from operators.segments import SegmentRules
 from operators.profile import render_profile
 from state.customer import CustomerState
@@ -82,7 +83,7 @@ def test_purchase_labels_open_snapshots_positive_without_leaking(processor: Cust
     state = CustomerState("u-1")
     first = processor.on_events(state, [ev(1, "page_view", T0, url="/")])
     assert first.examples == [] and len(state.pending) == 1
-    snapshot_features = state.pending[0].features
+    snapshot_features = dict(zip(FEATURE_NAMES, state.pending[0].values, strict=True))
     out = processor.on_events(state, [ev(2, "purchase", T0 + 3 * DAY, order_id="o", total=50.0, currency="EUR",
                                           items=[item("p", 1, 50.0)])])
     assert [(x.label, x.taken_ms, x.resolved_ms) for x in out.examples] == [(True, T0, T0 + 3 * DAY)]
