@@ -9,42 +9,36 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from config.settings import Settings, load_settings
-from pulse.services import start_redis, start_tansu
+from pulse.services import LocalService, start_redis, start_tansu
 
-DATA = Path(__file__).parent / "data"
+def _external_or_private(env_var: str, start: Callable[[], LocalService]) -> Iterator[str]:
+    """The address in ``env_var`` if set, else a private service for the session."""
+    external = os.environ.get(env_var)
+    if external:
+        yield external
+        return
+    service = start()
+    try:
+        yield service.address
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
-        return
-    broker = start_tansu()
-    try:
-        yield broker.address
-    finally:
-        broker.stop()
+    yield from _external_or_private("KAFKA_BOOTSTRAP_SERVERS", start_tansu)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    external = os.environ.get("REDIS_URL")
-    if external:
-        yield external
-        return
-    server = start_redis()
-    try:
-        yield server.address
-    finally:
-        server.stop()
+    yield from _external_or_private("REDIS_URL", start_redis)
 
 
 @pytest.fixture
