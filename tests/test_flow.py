@@ -170,6 +170,35 @@ def test_real_slices_replayed_through_kafka_give_exact_profiles(
     visitor, transactions = sorted(by_visitor.items())[0]
     got = client.get(f"retailrocket-{visitor}")
     assert got["orders"] == len(transactions) and got["ltv"] == 0.0 and got["aov"] is None
+    # Cart abandonment fires at end of input (a timer, no later event): carts added and
+    # not checked out by a transaction, an hour or more before the dataset's last event.
+    abandoners = retailrocket_abandoners(rows, end_of_input["retailrocket"])
+    assert abandoners  # the slice has some
+    for visitor in {r["visitorid"] for r in rows}:
+        segments = client.get(f"retailrocket-{visitor}")["segments"]
+        assert ("cart_abandoner" in segments) is (visitor in abandoners), visitor
+
+
+def retailrocket_abandoners(rows: list[dict[str, str]], end_ms: int) -> set[str]:
+    events: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    first_row_of_transaction: dict[str, int] = {}
+    for r in rows:
+        if r["event"] == "transaction":
+            ts = int(r["timestamp"])
+            first_row_of_transaction[r["transactionid"]] = min(ts, first_row_of_transaction.get(r["transactionid"], ts))
+    for r in rows:
+        if r["event"] == "addtocart":
+            events[r["visitorid"]].append((int(r["timestamp"]), "cart"))
+        elif r["event"] == "transaction" and int(r["timestamp"]) == first_row_of_transaction[r["transactionid"]]:
+            events[r["visitorid"]].append((int(r["timestamp"]), "buy"))
+    abandoners = set()
+    for visitor, seq in events.items():
+        cart_since = None
+        for ts, kind in sorted(seq):
+            cart_since = ts if kind == "cart" else None
+        if cart_since is not None and end_ms - cart_since >= 3_600_000:
+            abandoners.add(visitor)
+    return abandoners
 
 
 BAD_MESSAGES = [
