@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
@@ -60,8 +61,17 @@ def tune_gc() -> None:
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Bytewax stops cleanly on KeyboardInterrupt (checked between activations).
+    # Bytewax unwinds on KeyboardInterrupt, as it does for Ctrl-C.
     raise KeyboardInterrupt
+
+
+def _is_stop(exc: BaseException) -> bool:
+    """A signal may land inside a step (e.g. the Kafka poll) and arrive wrapped by Bytewax."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def run_workers(settings: Settings, run: RunOptions, workers: WorkerOptions) -> None:
@@ -78,7 +88,9 @@ def run_workers(settings: Settings, run: RunOptions, workers: WorkerOptions) -> 
             epoch_interval=timedelta(seconds=workers.snapshot_seconds),
             recovery_config=_recovery_config(workers),
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BytewaxRuntimeError) as exc:
+        if not _is_stop(exc):
+            raise
         logger.info("stopped by signal; state is safe up to the last snapshot")
     finally:
         signal.signal(signal.SIGTERM, previous)
