@@ -142,12 +142,26 @@ def _items(value: Any, limits: ValidationSettings) -> list[dict[str, Any]]:
     return [_check_fields("item", item, _ITEM_FIELDS, limits) for item in value]
 
 
+MAX_ATTRIBUTES = 64
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_TEXT = 1024
+
+
 def _flat_object(value: Any, _: ValidationSettings) -> dict[str, Any]:
+    """A flat map of scalars, bounded so one customer's stored attributes stay small."""
     if not isinstance(value, dict):
         raise _Invalid("bad_type", f"expected an object, got {type(value).__name__}")
+    if len(value) > MAX_ATTRIBUTES:
+        raise _Invalid("bad_value", f"more than {MAX_ATTRIBUTES} keys")
     for key, item in value.items():
+        if not key or len(key) > MAX_ATTRIBUTE_KEY:
+            raise _Invalid("bad_value", f"keys must be 1..{MAX_ATTRIBUTE_KEY} characters")
         if item is not None and not isinstance(item, (str, int, float, bool)):
-            raise _Invalid("bad_type", f"attribute {key!r} must be a scalar")
+            raise _Invalid("bad_type", f"attribute {key[:64]!r} must be a scalar")
+        if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_TEXT:
+            raise _Invalid("bad_value", f"attribute {key!r} longer than {MAX_ATTRIBUTE_TEXT} characters")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise _Invalid("bad_value", f"attribute {key!r} must be finite")
     return value
 
 

@@ -54,6 +54,9 @@ def test_epoch_milliseconds_accepted() -> None:
     ({**base(type="app_open"), "device": "fridge"}, "bad_value"),
     ({**base(type="consent_update"), "purposes": {"telepathy": "granted"}}, "bad_value"),
     ({**base(type="profile_update"), "attributes": {"nested": {"a": 1}}}, "bad_type"),
+    ({**base(type="profile_update"), "attributes": {f"k{i}": i for i in range(65)}}, "bad_value"),
+    ({**base(type="profile_update"), "attributes": {"bio": "x" * 1025}}, "bad_value"),
+    ({**base(type="profile_update"), "attributes": {"": 1}}, "bad_value"),
 ])
 def test_bad_input_is_rejected_with_a_reason(raw: object, reason: str) -> None:
     result = parse(raw)
