@@ -132,8 +132,10 @@ class FeatureSettings:
 
 @dataclass(frozen=True)
 class ClockSettings:
-    mode: str = "event"
-    """`event`: timers fire on event time (replays, deterministic); `wall`: also on the wall clock (live)."""
+    mode: str = "wall"
+    """`wall`: timers also fire on the wall clock (live); `event`: only as event time moves (replays).
+
+    Bounded runs (``--until-eof``) always use event time."""
 
     def validate(self, key: str) -> None:
         _require(self.mode in ("event", "wall"), f"{key}.mode", "must be 'event' or 'wall'")

@@ -75,7 +75,8 @@ def build_flow(
     rules = SegmentRules.load(settings.rules_path)
     parser = EventParser(settings.validation)
     processor = CustomerProcessor(settings, rules)
-    wall_clock = settings.clock.mode == "wall"
+    # Bounded runs replay history: their timers follow event time only.
+    wall_clock = settings.clock.mode == "wall" and options.tail
 
     flow = Dataflow(FLOW_ID)
     if source is None:

@@ -136,7 +136,7 @@ class CustomerLogic(StatefulBatchLogic[Event, ModelItem, bytes]):
     @override
     def on_notify(self) -> tuple[Iterable[ModelItem], bool]:
         now_ms = int(time.time() * 1000)
-        return _emit(self.processor.on_time(self.state, now_ms)), StatefulBatchLogic.RETAIN
+        return _emit(self.processor.on_time(self.state, now_ms, advance_clock=False)), StatefulBatchLogic.RETAIN
 
     @override
     def on_eof(self) -> tuple[Iterable[ModelItem], bool]:

@@ -79,24 +79,30 @@ class CustomerProcessor:
             self._features.apply(state, event)
             changed = True
         if changed:
-            out.update = self._update(state)
+            out.update = self._update(state, self._as_of(state))
             # One training snapshot per interval, as of the clock (the batch's newest event):
             # the features the update is scored with, so they are computed once.
             if self._labels.snapshot_due(state, state.clock_ms):
                 self._labels.take(state, state.clock_ms, out.update.features)
         return out
 
-    def on_time(self, state: CustomerState, now_ms: int) -> CustomerOutput:
-        """Move the clock to ``now_ms`` (end of input, or the wall clock when live)."""
+    def on_time(self, state: CustomerState, now_ms: int, *, advance_clock: bool = True) -> CustomerOutput:
+        """Evaluate the customer at ``now_ms`` with no new event.
+
+        At end of input the event-time clock moves to ``now_ms``. On the wall clock
+        (``advance_clock=False``) it does not: lateness stays measured in event time.
+        """
         out = CustomerOutput()
-        if now_ms > state.clock_ms:
-            out.examples = self._advance(state, now_ms)
-            out.update = self._update(state)
+        if now_ms > self._as_of(state):
+            out.examples = self._labels.expire(state, now_ms)
+            if advance_clock:
+                state.clock_ms = now_ms
+            out.update = self._update(state, now_ms)
         return out
 
     def next_due_ms(self, state: CustomerState) -> int | None:
         """When this customer's profile next changes with no new event (rule flip or label)."""
-        flip = self._rules.next_flip_ms(self._timestamps(state), state.clock_ms)
+        flip = self._rules.next_flip_ms(self._timestamps(state), self._as_of(state))
         expiry = self._labels.next_expiry_ms(state)
         return min((t for t in (flip, expiry) if t is not None), default=None)
 
@@ -104,6 +110,11 @@ class CustomerProcessor:
         examples = self._labels.expire(state, now_ms)
         state.clock_ms = now_ms
         return examples
+
+    @staticmethod
+    def _as_of(state: CustomerState) -> int:
+        """The latest time this customer has been evaluated at (profiles never go back in time)."""
+        return max(state.clock_ms, state.evaluated_ms)
 
     @staticmethod
     def _timestamps(state: CustomerState) -> dict[str, int | None]:
@@ -116,9 +127,9 @@ class CustomerProcessor:
             "cart_updated": state.cart_updated_ms if state.cart else None,
         }
 
-    def _update(self, state: CustomerState) -> CustomerUpdate:
-        now = state.clock_ms
+    def _update(self, state: CustomerState, now: int) -> CustomerUpdate:
         state.version += 1
+        state.evaluated_ms = now
         counts = window_counts(state, now)
         facts: dict[str, Any] = {
             **self._timestamps(state),

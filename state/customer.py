@@ -40,7 +40,9 @@ class CustomerState:
     version: int = 0
     """Number of profile updates emitted; the Redis write guard compares it."""
     clock_ms: int = 0
-    """The customer's event-time clock: newest event time seen, or a later time timers advanced to."""
+    """The customer's event-time clock: newest event time seen, or the end of input it was moved to."""
+    evaluated_ms: int = 0
+    """Time the last update was computed as of (the wall clock, live, may be ahead of the clock)."""
     first_seen_ms: int | None = None
     last_seen_ms: int | None = None
     last_purchase_ms: int | None = None

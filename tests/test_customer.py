@@ -142,3 +142,18 @@ def test_feature_aggregator_caps_categories() -> None:
     for i in range(settings.max_categories + 5):
         agg.apply(state, ev(i, "page_view", T0 + i, url="/", category=f"c{i}"))
     assert len(state.category_scores) == settings.max_categories
+
+
+def test_wall_clock_evaluation_keeps_lateness_in_event_time(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    processor.on_events(state, [ev(1, "add_to_cart", T0, product_id="p", quantity=1, price=3.0)])
+    due = processor.next_due_ms(state)
+    assert due == T0 + HOUR
+    live = processor.on_time(state, due + 5, advance_clock=False)
+    assert "cart_abandoner" in render_profile(live.update, RULES).segments
+    assert state.clock_ms == T0
+    assert processor.next_due_ms(state) == T0 + 7 * DAY  # the flip already fired: next is the label
+    # An event stamped before the wall evaluation but within lateness still counts,
+    # and the profile does not go back in time.
+    later = processor.on_events(state, [ev(2, "page_view", T0 + 30 * 60_000, url="/")])
+    assert later.late == 0 and later.update.as_of_ms == due + 5
