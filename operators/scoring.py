@@ -9,6 +9,8 @@ learning, every labelled example is first scored (progressive validation).
 from __future__ import annotations
 
 import math
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from river import linear_model, metrics, optim, preprocessing
@@ -66,7 +68,7 @@ def model_features(
     }
 
 
-def _as_dict(values: tuple[float, ...]) -> dict[str, float]:
+def _as_dict(values: Sequence[float]) -> dict[str, float]:
     return dict(zip(FEATURE_NAMES, values, strict=True))
 
 
@@ -98,7 +100,7 @@ class LabelTracker:
         return state.last_snapshot_ms is None or ts_ms - state.last_snapshot_ms >= self.interval_ms
 
     def take(self, state: CustomerState, ts_ms: int, features: dict[str, float]) -> None:
-        state.pending.append(PendingSnapshot(ts_ms, tuple(features[name] for name in FEATURE_NAMES)))
+        state.pending.append(PendingSnapshot(ts_ms, array("d", [features[name] for name in FEATURE_NAMES])))
         state.last_snapshot_ms = ts_ms
 
     def next_expiry_ms(self, state: CustomerState) -> int | None:

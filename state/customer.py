@@ -6,6 +6,7 @@ and hold aggregates only (tiles, capped lists, decayed scores), never raw event 
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +27,12 @@ class CartLine:
 class PendingSnapshot:
     """Model features taken at ``taken_ms``, waiting for their label (purchase within horizon).
 
-    ``values`` are in `operators.scoring.FEATURE_NAMES` order: a tuple is a fraction of a
-    dict's memory, and every active customer holds up to horizon/interval of these.
+    ``values`` are in `operators.scoring.FEATURE_NAMES` order: a packed array is a fraction
+    of a dict's memory, and every active customer holds up to horizon/interval of these.
     """
 
     taken_ms: int
-    values: tuple[float, ...]
+    values: array
 
 
 @dataclass(slots=True)

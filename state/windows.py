@@ -4,6 +4,10 @@ Each window is served by one tier of fixed tiles (1h from 5-minute tiles, 24h fr
 hourly tiles, 7d and 30d from daily tiles). A window of ``n`` tiles of size ``g`` read
 at time ``now`` counts the events whose tile ``ts // g`` lies in
 ``[now // g - n + 1, now // g]``: it slides tile by tile and never needs the events.
+
+All tiers share one dict keyed ``tile << 8 | tier << 6 | type code`` (one small dict per
+customer instead of one per tier), and the newest event time says where every tier's
+retention ends, so pruning needs no per-tier bookkeeping.
 """
 
 from __future__ import annotations
@@ -23,61 +27,67 @@ WINDOWS: dict[str, tuple[int, int]] = {
     "7d": (DAY_MS, 7),
     "30d": (DAY_MS, 30),
 }
-# Tiers: tile size -> tiles retained (the longest window served by that size).
+# Tiers: (tile size, tiles retained = the longest window served by that size).
 _TIERS: tuple[tuple[int, int], ...] = tuple(
     sorted({size: max(n for s, n in WINDOWS.values() if s == size) for size, _ in WINDOWS.values()}.items())
 )
 # Tier index -> the windows it serves, as (name, number of tiles).
-_TIER_WINDOWS: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = tuple(
-    (i, tuple((name, n) for name, (s, n) in WINDOWS.items() if s == size)) for i, (size, _) in enumerate(_TIERS)
+_TIER_WINDOWS: tuple[tuple[tuple[str, int], ...], ...] = tuple(
+    tuple((name, n) for name, (s, n) in WINDOWS.items() if s == size) for size, _ in _TIERS
 )
-_TYPE_BITS = 6  # a tile's key is tile << 6 | type code
-_TYPE_MASK = (1 << _TYPE_BITS) - 1
+_CODE_BITS, _TIER_BITS = 6, 2
+_CODE_MASK = (1 << _CODE_BITS) - 1
+_TIER_MASK = (1 << _TIER_BITS) - 1
+_TILE_SHIFT = _CODE_BITS + _TIER_BITS
+if len(_TIERS) > 1 << _TIER_BITS:
+    msg = "more tile sizes than the key's tier bits can hold"
+    raise ValueError(msg)
+
+
+def _key(tile: int, tier: int, code: int) -> int:
+    return tile << _TILE_SHIFT | tier << _CODE_BITS | code
 
 
 @dataclass(slots=True)
 class TiledCounts:
-    """Per-tier maps ``tile << 6 | type_code -> count`` plus each tier's newest tile."""
+    """Counts per (tile, tier, event type code), pruned as the newest event time advances."""
 
-    tiers: list[dict[int, int]] = field(default_factory=lambda: [{} for _ in _TIERS])
-    newest: list[int] = field(default_factory=lambda: [-(2**62)] * len(_TIERS))
+    counts: dict[int, int] = field(default_factory=dict)
+    newest_ms: int = 0
 
     def add(self, ts_ms: int, type_code: int) -> None:
-        """Count one event; tiles that fell out of every window are pruned as time moves on."""
-        for i, (size, keep) in enumerate(_TIERS):
+        """Count one event in every tier that can still see it."""
+        if ts_ms > self.newest_ms:
+            previous, self.newest_ms = self.newest_ms, ts_ms
+            if any(previous // size != ts_ms // size for size, _ in _TIERS):
+                self._prune()
+        counts = self.counts
+        for tier, (size, keep) in enumerate(_TIERS):
             tile = ts_ms // size
-            newest = self.newest[i]
-            if tile > newest:
-                self.newest[i] = newest = tile
-                self._prune(i, newest - keep + 1)
-            elif tile <= newest - keep:
-                continue  # late beyond this tier's retention: no window can see it
-            key = tile << _TYPE_BITS | type_code
-            counts = self.tiers[i]
-            counts[key] = counts.get(key, 0) + 1
+            if tile > self.newest_ms // size - keep:  # else: older than this tier's longest window
+                key = _key(tile, tier, type_code)
+                counts[key] = counts.get(key, 0) + 1
 
-    def _prune(self, tier: int, first_kept_tile: int) -> None:
-        counts = self.tiers[tier]
-        floor = first_kept_tile << _TYPE_BITS
-        stale = [k for k in counts if k < floor]
-        for k in stale:
-            del counts[k]
+    def _prune(self) -> None:
+        firsts = [self.newest_ms // size - keep + 1 for size, keep in _TIERS]
+        stale = [k for k in self.counts if k >> _TILE_SHIFT < firsts[(k >> _CODE_BITS) & _TIER_MASK]]
+        for key in stale:
+            del self.counts[key]
 
     def read_all(self, now_ms: int) -> dict[str, dict[int, int]]:
-        """Counts by type code of every window as of ``now_ms``, one pass per tier."""
-        out: dict[str, dict[int, int]] = {}
-        for tier, windows in _TIER_WINDOWS:
-            last = now_ms // _TIERS[tier][0]
-            firsts = [last - n + 1 for _, n in windows]
-            results: list[dict[int, int]] = [{} for _ in windows]
-            for key, count in self.tiers[tier].items():
-                tile = key >> _TYPE_BITS
-                if tile > last:
-                    continue
-                code = key & _TYPE_MASK
-                for first, result in zip(firsts, results):
-                    if tile >= first:
-                        result[code] = result.get(code, 0) + count
-            for (name, _), result in zip(windows, results):
-                out[name] = result
-        return out
+        """Counts by type code of every window as of ``now_ms``, in one pass."""
+        spans = [
+            [(now_ms // size - n + 1, now_ms // size, {}) for _, n in _TIER_WINDOWS[tier]]
+            for tier, (size, _) in enumerate(_TIERS)
+        ]
+        for key, count in self.counts.items():
+            tile = key >> _TILE_SHIFT
+            code = key & _CODE_MASK
+            for first, last, result in spans[(key >> _CODE_BITS) & _TIER_MASK]:
+                if first <= tile <= last:
+                    result[code] = result.get(code, 0) + count
+        return {
+            name: result
+            for tier, windows in enumerate(_TIER_WINDOWS)
+            for (name, _), (_, _, result) in zip(windows, spans[tier])
+        }

@@ -55,4 +55,4 @@ def test_state_stays_bounded() -> None:
     counts = TiledCounts()
     for i in range(5000):
         counts.add(1_600_000_000_000 + i * HOUR, i % 4)
-    assert sum(len(tier) for tier in counts.tiers) <= (12 + 24 + 31) * 4
+    assert len(counts.counts) <= (12 + 24 + 30) * 4
