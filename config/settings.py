@@ -41,13 +41,17 @@ ENV_ALIASES = {
 
 
 class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key."""
+    """The configuration is invalid; the message names the key (also in ``key``)."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _require(ok: bool, key: str, why: str) -> None:
     if not ok:
         msg = f"config key {key!r}: {why}"
-        raise ConfigError(msg)
+        raise ConfigError(msg, key)
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,12 @@ class KafkaSettings:
     partitions: int = 4
     """Partitions created for the events topic by `pulse demo` / `pulse replay --create-topics`."""
     consumer_batch_size: int = 1000
+    connect_timeout_seconds: float = 60.0
+    """How long start-up waits for the brokers (retrying) before failing with a clear error."""
 
     def validate(self, key: str) -> None:
         _require(bool(self.bootstrap_servers.strip()), f"{key}.bootstrap_servers", "must not be empty")
+        _require(self.connect_timeout_seconds > 0, f"{key}.connect_timeout_seconds", "must be > 0")
         _require(self.partitions >= 1, f"{key}.partitions", "must be >= 1")
         _require(self.consumer_batch_size >= 1, f"{key}.consumer_batch_size", "must be >= 1")
 
@@ -209,6 +216,10 @@ class Settings:
                 section.validate(f.name)
 
 
+def _a(typ: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(typ, typ.__name__)
+
+
 def _coerce(key: str, value: Any, typ: type) -> Any:
     """Check a TOML value (or parse an env string) against the field's declared type."""
     if isinstance(value, str) and typ is not str:
@@ -218,11 +229,11 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
                 return value.lower() in ("true", "1")
             return typ(value)
         except ValueError:
-            _require(False, key, f"must be a {typ.__name__}, got {value!r}")
+            _require(False, key, f"must be {_a(typ)}, got {value!r}")
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     _require(isinstance(value, typ) and not (typ is int and isinstance(value, bool)), key,
-             f"must be a {typ.__name__}, got {type(value).__name__}")
+             f"must be {_a(typ)}, got {type(value).__name__}")
     return value
 
 
@@ -249,17 +260,34 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     except FileNotFoundError:
         msg = f"config file not found: {path}"
         raise ConfigError(msg) from None
+    except OSError as exc:
+        msg = f"config file {path}: {exc.strerror}"
+        raise ConfigError(msg) from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"config file {path}: {exc}"
         raise ConfigError(msg) from None
+    origins: dict[str, str] = {}
     for var, (section, key) in ENV_ALIASES.items():
         if env.get(var):
             raw.setdefault(section, {})[key] = env[var]
+            origins[section] = origins[f"{section}.{key}"] = var
     for var, value in env.items():
         if var.startswith(ENV_PREFIX):
             parts = var[len(ENV_PREFIX):].lower().split("__")
             _require(len(parts) == 2, var, "environment override must be PULSE__<SECTION>__<KEY>")
             raw.setdefault(parts[0], {})[parts[1]] = value
+            origins.setdefault(parts[0], var)
+            origins[".".join(parts)] = var
+    try:
+        return _build(raw, path)
+    except ConfigError as exc:
+        if exc.key in origins:
+            msg = f"{exc} (set by environment variable {origins[exc.key]})"
+            raise ConfigError(msg, exc.key) from None
+        raise
+
+
+def _build(raw: dict[str, Any], path: Path) -> Settings:
     sections = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "config_dir"}
     built = {}
     for name, section in raw.items():

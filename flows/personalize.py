@@ -34,6 +34,7 @@ from operators.profile import render_profile
 from operators.scoring import PropensityModel
 from operators.segments import SegmentRules
 from pulse import metrics
+from pulse.kafka_check import QUIET_CLIENT_CONFIG
 
 __all__ = ["FLOW_ID", "RunOptions", "build_flow", "get_flow"]
 
@@ -82,7 +83,7 @@ def build_flow(
     if source is None:
         kin = kop.input(
             "kafka_in", flow, brokers=settings.kafka.brokers, topics=[settings.kafka.events_topic],
-            tail=options.tail, batch_size=settings.kafka.consumer_batch_size,
+            tail=options.tail, batch_size=settings.kafka.consumer_batch_size, add_config=dict(QUIET_CLIENT_CONFIG),
         )
         op.inspect("kafka_errors", kin.errs, _log_kafka_error)
         messages = kin.oks
@@ -92,7 +93,8 @@ def build_flow(
     parsed = op.flat_map_batch("parse", messages, parse_batch(parser))
     split = op.branch("valid", parsed, lambda item: not isinstance(item, DeadLetter))
     dead = op.map("dead_letter", split.falses, to_dead_letter_message(settings.kafka.dead_letter_topic))
-    op.output("dlq", dead, dead_letter_sink or KafkaSink(settings.kafka.brokers, settings.kafka.dead_letter_topic))
+    op.output("dlq", dead, dead_letter_sink or KafkaSink(
+        settings.kafka.brokers, settings.kafka.dead_letter_topic, add_config=dict(QUIET_CLIENT_CONFIG)))
 
     def build_customer(resume: bytes | None) -> CustomerLogic:
         metrics.CUSTOMERS_IN_STATE.inc()

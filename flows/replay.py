@@ -21,6 +21,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.datasets import DatasetEvents
+from pulse.kafka_check import QUIET_CLIENT_CONFIG
 
 __all__ = ["ReplayReport", "merge_in_time_order", "replay", "ensure_topics", "make_producer"]
 
@@ -35,6 +36,8 @@ class ReplayReport:
     """Source rows per dataset that could not become events, by reason."""
     first_ts_ms: dict[str, int] = field(default_factory=dict)
     last_ts_ms: dict[str, int] = field(default_factory=dict)
+    acknowledged: int = 0
+    """Messages the broker confirmed."""
     delivery_errors: int = 0
     seconds: float = 0.0
 
@@ -61,6 +64,7 @@ def _bounded(
 
 def make_producer(bootstrap_servers: str) -> Producer:
     return Producer({
+        **QUIET_CLIENT_CONFIG,
         "bootstrap.servers": bootstrap_servers,
         "linger.ms": 20,
         "batch.num.messages": 10000,
@@ -72,7 +76,7 @@ def make_producer(bootstrap_servers: str) -> Producer:
 
 def ensure_topics(bootstrap_servers: str, topics: dict[str, int], timeout: float = 30.0) -> None:
     """Create missing topics with the given partition counts (existing ones are left as they are)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **QUIET_CLIENT_CONFIG})
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
     if not wanted:
@@ -102,6 +106,8 @@ def replay(
     def delivered(err: Any, _msg: Any) -> None:
         if err is not None:
             errors.append(str(err))
+        else:
+            report.acknowledged += 1
 
     started = time.monotonic()
     first_event_ms: int | None = None

@@ -31,7 +31,8 @@ NOW = "__now__"
 
 Context = dict[str, Any]
 Node = Callable[[Context], Any]
-Resolver = Callable[[str], "Node | None"]
+Resolver = Callable[[str], "tuple[Node, str] | None"]
+"""name -> (accessor, kind) with kind number | string | bool | timestamp | any; None if unknown."""
 
 _DURATION_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 _TOKEN = re.compile(
@@ -44,6 +45,7 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+_BAD_DURATION = re.compile(r"-?\d+(?:\.\d+)?([A-Za-z_]\w*)")
 _LITERALS = ("number", "duration", "string")
 _KEYWORDS = {"and", "or", "not", "in", "between", "since", "true", "false", "null"}
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -57,6 +59,7 @@ class RuleSyntaxError(ValueError):
 
     def __init__(self, message: str, column: int) -> None:
         super().__init__(f"column {column}: {message}")
+        self.message = message
         self.column = column
 
 
@@ -65,6 +68,24 @@ class _Token:
     kind: str  # duration | number | string | name | op | keyword | end
     text: str
     column: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    """A parsed operand: its node, its kind, where it starts, and ``x`` if it is ``since(x)``."""
+
+    node: Node
+    kind: str  # number | string | bool | timestamp | null | any
+    column: int
+    since: str | None = None
+
+
+def _check_comparable(a: _Value, b: _Value) -> None:
+    """Reject comparisons that could never be true (a number with a string, say)."""
+    kinds = {"timestamp": "number"}
+    ka, kb = kinds.get(a.kind, a.kind), kinds.get(b.kind, b.kind)
+    if ka != kb and "any" not in (ka, kb) and "null" not in (ka, kb):
+        raise RuleSyntaxError(f"cannot compare a {a.kind} with a {b.kind}", b.column)
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,9 @@ def _tokenize(text: str) -> list[_Token]:
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
             column = pos + len(text[pos:]) - len(text[pos:].lstrip()) + 1
-            msg = f"unexpected character {text[column - 1]!r}"
+            unit = _BAD_DURATION.match(text, column - 1)
+            msg = (f"unknown duration unit {unit.group(1)!r} (use s, m, h, d or w)" if unit
+                   else f"unexpected character {text[column - 1]!r}")
             raise RuleSyntaxError(msg, column)
         group = match.lastgroup or ""
         value = match.group(group)
@@ -156,79 +179,90 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Node:
-        left, left_since = self.value()
+        left = self.value()
         token = self.peek()
         if token.kind == "op" and token.text in _COMPARE:
             self.take()
-            right, right_since = self.value()
-            self._note_threshold(left_since, token.text, right)
-            self._note_threshold(right_since, _MIRROR[token.text], left)
-            compare = _COMPARE[token.text]
-            return lambda ctx: _null_safe(compare, left(ctx), right(ctx))
+            right = self.value()
+            _check_comparable(left, right)
+            self._note_threshold(left.since, token.text, right.node)
+            self._note_threshold(right.since, _MIRROR[token.text], left.node)
+            compare, lhs, rhs = _COMPARE[token.text], left.node, right.node
+            return lambda ctx: _null_safe(compare, lhs(ctx), rhs(ctx))
         negate = False
         if token.kind == "keyword" and token.text == "not" and self.tokens[self.pos + 1].text == "in":
             self.take()
             negate = True
         if self.accept("in"):
-            members = self.list_literal()
-            return lambda ctx: (v := left(ctx)) is not None and ((v in members) != negate)
+            members = self.list_literal(left)
+            lhs = left.node
+            return lambda ctx: (v := lhs(ctx)) is not None and ((v in members) != negate)
         if self.accept("between"):
-            low, _ = self.value()
+            low = self.value()
             self.expect("and")
-            high, _ = self.value()
-            return lambda ctx: _between(left(ctx), low(ctx), high(ctx))
-        return lambda ctx: bool(left(ctx))
+            high = self.value()
+            _check_comparable(left, low)
+            _check_comparable(left, high)
+            lhs, lo, hi = left.node, low.node, high.node
+            return lambda ctx: _between(lhs(ctx), lo(ctx), hi(ctx))
+        if left.kind not in ("bool", "any"):
+            raise RuleSyntaxError(f"a {left.kind} is not a condition: compare it (e.g. `> 0`)", left.column)
+        node = left.node
+        return lambda ctx: bool(node(ctx))
 
-    def value(self) -> tuple[Node, str | None]:
-        """A value node, plus the timestamp name when the value is ``since(name)``."""
+    def value(self) -> _Value:
         token = self.take()
+        col = token.column
         if token.kind == "number":
-            number = float(token.text) if "." in token.text else int(token.text)
-            return _const(number), None
+            return _Value(_const(float(token.text) if "." in token.text else int(token.text)), "number", col)
         if token.kind == "duration":
-            return _const(_duration_ms(token.text)), None
+            return _Value(_const(_duration_ms(token.text)), "number", col)
         if token.kind == "string":
-            return _const(token.text[1:-1]), None
+            return _Value(_const(token.text[1:-1]), "string", col)
         if token.kind == "keyword" and token.text in ("true", "false", "null"):
-            return _const({"true": True, "false": False, "null": None}[token.text]), None
+            literal = {"true": True, "false": False, "null": None}[token.text]
+            return _Value(_const(literal), "null" if literal is None else "bool", col)
         if token.kind == "keyword" and token.text == "since":
             self.expect("(")
-            name = self.name()
+            name_token = self.peek()
+            name, kind, _ = self.name()
+            if kind != "timestamp":
+                raise RuleSyntaxError(f"since() needs a timestamp name, {name!r} is a {kind}", name_token.column)
             self.expect(")")
-            return (lambda ctx: None if (ts := ctx.get(name)) is None else ctx[NOW] - ts), name
+            return _Value(lambda ctx: None if (ts := ctx.get(name)) is None else ctx[NOW] - ts, "number", col, name)
         if token.kind == "name":
             self.pos -= 1
-            return self.resolve(self.name()), None
+            _, kind, node = self.name()
+            return _Value(node, kind, col)
         if token.kind == "op" and token.text == "(":
             inner = self.expr()
             self.expect(")")
-            return inner, None
-        if token.kind == "op" and token.text == "[":
-            self.pos -= 1
-            members = self.list_literal()
-            return _const(list(members)), None
+            return _Value(inner, "bool", col)
         self.pos -= 1
         self.fail("expected a value")
         raise AssertionError  # unreachable: fail() raises
 
-    def name(self) -> str:
+    def name(self) -> tuple[str, str, Node]:
         token = self.take()
         if token.kind != "name":
             self.pos -= 1
             self.fail("expected a name")
-        if self.resolve(token.text) is None:
+        resolved = self.resolve(token.text)
+        if resolved is None:
             raise RuleSyntaxError(f"unknown name {token.text!r}", token.column)
-        return token.text
+        node, kind = resolved
+        return token.text, kind, node
 
-    def list_literal(self) -> frozenset:
+    def list_literal(self, left: _Value) -> frozenset:
         self.expect("[")
         members = []
         while True:
             token = self.peek()
             if token.kind not in _LITERALS and token.text not in ("true", "false", "null"):
                 self.fail("list members must be literals")
-            node, _ = self.value()
-            members.append(node({}))
+            member = self.value()
+            _check_comparable(left, member)
+            members.append(member.node({}))
             if self.accept("]"):
                 return frozenset(members)
             self.expect(",")

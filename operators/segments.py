@@ -24,28 +24,32 @@ TIMESTAMP_NAMES = frozenset({
     "first_seen", "last_seen", "last_purchase", "last_email_open", "last_email_click", "cart_updated",
 })
 """Epoch-ms facts usable in ``since(...)``."""
-VALUE_NAMES = frozenset({
-    "ltv", "orders", "aov", "revenue", "refunded", "cart_items", "cart_value",
-    "preferred_category", "currency", "sendable", "purchase_propensity", "churn_risk",
-})
+VALUE_NAMES = {
+    **dict.fromkeys(("ltv", "orders", "aov", "revenue", "refunded", "cart_items", "cart_value",
+                     "purchase_propensity", "churn_risk"), "number"),
+    "preferred_category": "string", "currency": "string", "sendable": "bool",
+}
+"""Scalar facts rules may read, with their kind."""
 _COUNT_NAME = re.compile(r"^count_(?P<window>[0-9]+[a-z])_(?P<type>[a-z_]+)$")
 _SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-def resolve_name(name: str) -> Node | None:
-    """Accessor for a name rules may use, reading a `rule_context`; None if unknown."""
-    if name in VALUE_NAMES or name in TIMESTAMP_NAMES:
-        return lambda ctx: ctx.get(name)
+def resolve_name(name: str) -> tuple[Node, str] | None:
+    """(accessor over a `rule_context`, kind) for a name rules may use; None if unknown."""
+    if name in VALUE_NAMES:
+        return (lambda ctx: ctx.get(name)), VALUE_NAMES[name]
+    if name in TIMESTAMP_NAMES:
+        return (lambda ctx: ctx.get(name)), "timestamp"
     if name.startswith("attributes.") and len(name) > len("attributes."):
         key = name[len("attributes."):]
-        return lambda ctx: ctx["attributes"].get(key)
+        return (lambda ctx: ctx["attributes"].get(key)), "any"
     match = _COUNT_NAME.match(name)
     if match is None or match["window"] not in WINDOWS or match["type"] not in (*EVENT_TYPES, "all"):
         return None
     window, kind = match["window"], match["type"]
     if kind == "all":
-        return lambda ctx: sum(ctx["counts"][window].values())
-    return lambda ctx: ctx["counts"][window].get(kind, 0)
+        return (lambda ctx: sum(ctx["counts"][window].values())), "number"
+    return (lambda ctx: ctx["counts"][window].get(kind, 0)), "number"
 
 
 class RulesError(ValueError):
@@ -97,11 +101,11 @@ class SegmentRules:
             if extra:
                 msg = f"{where}: unknown key {sorted(extra)[0]!r} (allowed: when, description)"
                 raise RulesError(msg)
-            when_line = _line_of(text, "when", after=line)
             try:
                 rule = compile_rule(body["when"], resolve_name)
             except RuleSyntaxError as exc:
-                msg = f"{path}:{when_line}: segment {name!r}: {exc}"
+                error_line, column = _locate(text, _line_of(text, "when", after=line), body["when"], exc.column)
+                msg = f"{path}:{error_line}: segment {name!r}: column {column}: {exc.message}"
                 raise RulesError(msg) from None
             segments.append(Segment(name, str(body.get("description", "")), rule))
         return cls(segments)
@@ -123,6 +127,17 @@ class SegmentRules:
 def rule_context(facts: dict[str, Any], now_ms: int, **scores: float | None) -> dict[str, Any]:
     """What rules read: a customer's facts (see `operators.customer`), the time and scores."""
     return {**facts, NOW: now_ms, **scores}
+
+
+def _locate(text: str, when_line: int, expression: str, column: int) -> tuple[int, int]:
+    """File line and column of ``column`` (1-based) of an expression starting on ``when_line``.
+
+    A multi-line (triple-quoted) rule starts on the line after ``when = \"\"\"``.
+    """
+    raw = text.splitlines()[when_line - 1].rstrip()
+    first_line = when_line + 1 if raw.endswith(('"""', "'''")) else when_line
+    before = expression[: column - 1]
+    return first_line + before.count("\n"), column - (before.rfind("\n") + 1)
 
 
 def _line_of(text: str, needle: str, after: int = 0) -> int:

@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 import redis
-from prometheus_client import REGISTRY
 
 from config.settings import Settings
 from flows.datasets import DATASETS, load_dataset
 from flows.personalize import RunOptions
 from flows.replay import ensure_topics, make_producer, replay
-from pulse.runner import WorkerOptions, run_workers
+from pulse.kafka_check import wait_for_kafka
+from pulse.runner import WorkerOptions, run_summary, run_workers
 from pulse.services import start_redis, start_tansu
 from state.client import ProfileClient
 
@@ -44,18 +44,9 @@ MALFORMED_SAMPLES: list[tuple[bytes | None, bytes]] = [
 ]
 
 
-def _metric_by_label(name: str, label: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for family in REGISTRY.collect():
-        for sample in family.samples:
-            if sample.name == name and label in sample.labels:
-                out[sample.labels[label]] = sample.value
-    return out
-
-
 def _consumed() -> int:
-    return int(sum(_metric_by_label("pulse_events_in_total", "type").values())
-               + sum(_metric_by_label("pulse_dead_letters_total", "reason").values()))
+    summary = run_summary()
+    return summary["events_in"] + sum(summary["dead_lettered_by_reason"].values())
 
 
 def run_demo(settings: Settings, data_dir: Path, datasets: list[str], workers: int = 1) -> dict[str, Any]:
@@ -84,6 +75,7 @@ def run_demo(settings: Settings, data_dir: Path, datasets: list[str], workers: i
               f" ({'external' if redis_external else 'private redis-server'})")
 
         k = settings.kafka
+        wait_for_kafka(k.bootstrap_servers, timeout=k.connect_timeout_seconds)
         ensure_topics(k.bootstrap_servers, {k.events_topic: k.partitions, k.dead_letter_topic: 1})
         loaded = [load_dataset(name, data_dir) for name in datasets]
         producer = make_producer(k.bootstrap_servers)
@@ -91,6 +83,7 @@ def run_demo(settings: Settings, data_dir: Path, datasets: list[str], workers: i
         for key, value in MALFORMED_SAMPLES:
             producer.produce(k.events_topic, key=key, value=value)
         producer.flush(30)
+        del producer  # closes its connections before the broker stops
         expected = report.total + len(MALFORMED_SAMPLES)
         print(f"replayed {report.total} events from {', '.join(datasets)} + {len(MALFORMED_SAMPLES)} malformed "
               f"in {report.seconds:.1f}s")
@@ -129,25 +122,24 @@ def _summary(settings: Settings, expected: int, report: Any, flow_seconds: float
         if buyers and len(samples) < 3:
             samples.append(max(buyers, key=lambda d: (d["orders"], d["ltv"], d["userId"])))
     client.close()
-    events_in = _metric_by_label("pulse_events_in_total", "type")
+    flow = run_summary()
     return {
         "produced": expected,
-        "events_in": int(sum(events_in.values())),
-        "events_in_by_type": {k: int(v) for k, v in sorted(events_in.items())},
-        "dead_lettered_by_reason": {k: int(v) for k, v in sorted(_metric_by_label(
-            "pulse_dead_letters_total", "reason").items())},
-        "duplicates": int(REGISTRY.get_sample_value("pulse_duplicate_events_total") or 0),
-        "late": int(REGISTRY.get_sample_value("pulse_late_events_total") or 0),
+        "events_in": flow["events_in"],
+        "events_in_by_type": dict(sorted(flow["events_in_by_type"].items())),
+        "dead_lettered_by_reason": dict(sorted(flow["dead_lettered_by_reason"].items())),
+        "duplicates": flow["duplicates"],
+        "late": flow["late"],
         "skipped_source_rows": {k: dict(v) for k, v in report.skipped.items() if v},
         "customers_profiled": len(user_ids),
         "customers_by_dataset": dict(sorted(by_dataset.items())),
         "segment_sizes": dict(sorted(segment_sizes.items())),
         "model": {
-            "examples_learned": int(REGISTRY.get_sample_value("pulse_model_version") or 0),
-            "roc_auc": round(REGISTRY.get_sample_value("pulse_model_roc_auc") or 0.0, 4),
-            "log_loss": round(REGISTRY.get_sample_value("pulse_model_log_loss") or 0.0, 4),
+            "examples_learned": flow["model_examples_learned"],
+            "roc_auc": flow["model_roc_auc"],
+            "log_loss": flow["model_log_loss"],
         },
-        "profiles_written": int(REGISTRY.get_sample_value("pulse_profiles_written_total") or 0),
+        "profiles_written": flow["profiles_written"],
         "flow_seconds": round(flow_seconds, 1),
         "sample_profiles": samples,
     }

@@ -17,7 +17,7 @@ from bytewax.run import cli_main
 from config.settings import Settings
 from flows.personalize import RunOptions, build_flow
 
-__all__ = ["WorkerOptions", "run_workers", "tune_gc"]
+__all__ = ["WorkerOptions", "run_summary", "run_workers", "tune_gc"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,30 @@ def _recovery_config(options: WorkerOptions) -> RecoveryConfig | None:
         init_db_dir(directory, options.recovery_partitions)
         logger.info("initialised recovery store %s with %d partitions", directory, options.recovery_partitions)
     return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=options.backup_seconds))
+
+
+def run_summary() -> dict[str, object]:
+    """What this process consumed and wrote, from its metrics (printed after bounded runs)."""
+    from prometheus_client import REGISTRY
+
+    def by_label(name: str, label: str) -> dict[str, int]:
+        return {s.labels[label]: int(s.value) for f in REGISTRY.collect() for s in f.samples
+                if s.name == name and label in s.labels}
+
+    def value(name: str) -> int:
+        return int(REGISTRY.get_sample_value(name) or 0)
+
+    events = by_label("pulse_events_in_total", "type")
+    return {
+        "events_in": sum(events.values()), "events_in_by_type": events,
+        "dead_lettered_by_reason": by_label("pulse_dead_letters_total", "reason"),
+        "duplicates": value("pulse_duplicate_events_total"), "late": value("pulse_late_events_total"),
+        "customers_in_state": value("pulse_customers_in_state"),
+        "profiles_written": value("pulse_profiles_written_total"),
+        "model_examples_learned": value("pulse_model_version"),
+        "model_roc_auc": round(REGISTRY.get_sample_value("pulse_model_roc_auc") or 0.0, 4),
+        "model_log_loss": round(REGISTRY.get_sample_value("pulse_model_log_loss") or 0.0, 4),
+    }
 
 
 def tune_gc() -> None:

@@ -17,7 +17,7 @@ import redis
 from operators.profile import ProfileWrite
 from state.keys import PROFILE_FIELD, VERSION_FIELD, KeyLayout
 
-__all__ = ["ProfileWriter", "WriteResult", "coalesce"]
+__all__ = ["ProfileWriter", "RedisUnavailable", "WriteResult", "coalesce"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,10 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
 """
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+class RedisUnavailable(RuntimeError):
+    """Writes kept failing through every retry; the worker stops and recovery resumes later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,8 @@ class ProfileWriter:
                 return self._write_once(batch)
             except RETRYABLE as exc:
                 if attempt == self._attempts:
-                    raise
+                    msg = f"Redis unreachable after {self._attempts} retries ({type(exc).__name__}: {exc})"
+                    raise RedisUnavailable(msg) from exc
                 if self._on_retry is not None:
                     self._on_retry(exc)
                 logger.warning("redis write failed (%s); retry %d/%d in %.1fs",

@@ -11,7 +11,7 @@ from redis.retry import Retry
 from operators.profile import ProfileWrite
 from state.client import ProfileClient
 from state.keys import KeyLayout
-from state.redis_writer import ProfileWriter, coalesce
+from state.redis_writer import ProfileWriter, RedisUnavailable, coalesce
 
 
 @pytest.fixture
@@ -68,6 +68,6 @@ def test_writer_retries_while_redis_is_unreachable() -> None:
     failures: list[Exception] = []
     writer = ProfileWriter(dead, KeyLayout("x"), 0, retry_attempts=3, on_retry=failures.append,
                            sleep=lambda _s: None)
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(RedisUnavailable, match="Redis unreachable after 3 retries"):
         writer.write([write("u-1", 1)])
     assert len(failures) == 3

@@ -99,3 +99,28 @@ def test_default_rules_file_segments() -> None:
     assert rules.evaluate(ctx) == ["vip", "cart_abandoner", "lapsed_30d"]
     assert rules.next_flip_ms({"last_seen": now - DAY, "cart_updated": now - 10}, now) == now - 10 + HOUR
     assert NOW in ctx
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("since(ltv) > 1h", "since() needs a timestamp name, 'ltv' is a number"),
+    ("ltv > 'abc'", "cannot compare a number with a string"),
+    ("preferred_category == 3", "cannot compare a string with a number"),
+    ("preferred_category in ['a', 2]", "cannot compare a string with a number"),
+    ("ltv", "a number is not a condition"),
+    ("since(last_seen) > 30x", "unknown duration unit 'x'"),
+])
+def test_rules_that_could_never_mean_anything_are_rejected(text: str, message: str) -> None:
+    with pytest.raises(RuleSyntaxError, match=re.escape(message)):
+        compile_rule(text, resolve_name)
+
+
+def test_bare_boolean_and_attribute_names_are_conditions() -> None:
+    assert check("sendable", sendable=True) and not check("sendable", sendable=False)
+    assert check("attributes.vip", attributes={"vip": True})
+
+
+def test_multi_line_rule_errors_point_at_the_right_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[segments.a]\nwhen = """\nltv > 1 and\n  orders >>> 2"""\n')
+    with pytest.raises(RulesError, match=r"rules.toml:4: segment 'a': column 11: expected a value"):
+        SegmentRules.load(path)

@@ -26,7 +26,7 @@ def test_environment_overrides_and_conventional_variables() -> None:
 
 @pytest.mark.parametrize(("toml", "message"), [
     ("[kafka]\npartitons = 3\n", "'kafka.partitons': unknown key"),
-    ("[kafka]\npartitions = \"three\"\n", "'kafka.partitions': must be a int"),
+    ("[kafka]\npartitions = \"three\"\n", "'kafka.partitions': must be an integer"),
     ("[kafka]\npartitions = 0\n", "'kafka.partitions': must be >= 1"),
     ("[clock]\nmode = \"sundial\"\n", "'clock.mode': must be 'event' or 'wall'"),
     ("[redsi]\nurl = \"x\"\n", "'redsi': unknown section"),
@@ -41,8 +41,15 @@ def test_invalid_config_fails_fast_naming_the_key(tmp_path: Path, toml: str, mes
 
 
 def test_bad_environment_value_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="'model.horizon_days': must be a float"):
+    with pytest.raises(ConfigError, match="'model.horizon_days': must be a number.*PULSE__MODEL__HORIZON_DAYS"):
         load_settings(env={"PULSE__MODEL__HORIZON_DAYS": "soon"})
+    with pytest.raises(ConfigError, match="'kafka.partitons': unknown key.*environment variable PULSE__KAFKA__PARTITONS"):
+        load_settings(env={"PULSE__KAFKA__PARTITONS": "3"})
+
+
+def test_config_path_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file"):
+        load_settings(tmp_path, env={})
 
 
 def test_replace_validates() -> None:
