@@ -84,7 +84,8 @@ def run_worker(settings: Settings, topic: str, prefix: str) -> tuple[float, int]
            "REDIS_URL": settings.redis.url, "PULSE__KAFKA__EVENTS_TOPIC": topic,
            "PULSE__REDIS__KEY_PREFIX": prefix, "PULSE__METRICS__PORT": "0", "PULSE_LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "pulse.cli", "run", "--until-eof"], env=env, cwd=REPO)
+    child = subprocess.Popen([sys.executable, "-m", "pulse.cli", "run", "--until-eof"], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL)
     peak = 0
     while child.poll() is None:
         peak = max(peak, _peak_rss(child.pid))
