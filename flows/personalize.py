@@ -101,13 +101,14 @@ def build_flow(
         return CustomerLogic(processor, CustomerLogic.restore(resume), wall_clock, options.end_of_input_for)
 
     model_items = op.stateful_batch("customer", split.trues, build_customer)
-    to_model = op.map("to_model", model_items, lambda kv: (MODEL_KEY, kv[1]))
+    # Batch-wise glue below: one Python call per batch, not per item.
+    to_model = op.flat_map_batch("to_model", model_items, lambda batch: [(MODEL_KEY, item) for _, item in batch])
     scored = op.stateful_batch(
         "model", to_model,
         lambda resume: ModelLogic(resume if resume is not None else PropensityModel(settings.model.learning_rate)),
     )
-    spread = op.redistribute("spread", op.key_rm("unkey", scored))
-    profiles = op.map("render", spread, lambda update: render_profile(update, rules))
+    spread = op.redistribute("spread", scored)
+    profiles = op.flat_map_batch("render", spread, lambda batch: [render_profile(u, rules) for _, u in batch])
     op.output("redis", profiles, profile_sink or RedisProfileSink(settings.redis))
     return flow
 

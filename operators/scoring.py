@@ -9,13 +9,14 @@ learning, every labelled example is first scored (progressive validation).
 from __future__ import annotations
 
 import math
+import struct
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from river import linear_model, metrics, optim, preprocessing
 
-from state.customer import CustomerState, PendingSnapshot
+from state.customer import CustomerState
 
 __all__ = ["BinnedRocAuc", "Example", "LabelTracker", "PropensityModel", "model_features", "FEATURE_NAMES"]
 
@@ -68,12 +69,16 @@ def model_features(
     }
 
 
-def _as_dict(values: Sequence[float]) -> dict[str, float]:
-    return dict(zip(FEATURE_NAMES, values, strict=True))
+_STRIDE = 1 + len(FEATURE_NAMES)  # pending row: taken_ms, then the features in FEATURE_NAMES order
 
 
 class LabelTracker:
-    """Keeps each customer's pending snapshots and turns them into labelled examples."""
+    """Keeps each customer's pending snapshots and turns them into labelled examples.
+
+    Snapshots are taken as the clock advances, so ``state.pending`` is ordered by the
+    time taken. Expired snapshots are always removed before a later event is applied,
+    so both labelling rules only ever take a prefix of it.
+    """
 
     def __init__(self, horizon_days: float, snapshot_interval_hours: float) -> None:
         self.horizon_ms = int(horizon_days * DAY_MS)
@@ -82,29 +87,41 @@ class LabelTracker:
     def expire(self, state: CustomerState, now_ms: int) -> list[Example]:
         """Negative examples for snapshots whose horizon closed by ``now_ms`` without a purchase."""
         horizon = self.horizon_ms
-        if not state.pending or state.pending[0].taken_ms + horizon > now_ms:
-            return []
-        done = [p for p in state.pending if p.taken_ms + horizon <= now_ms]
-        state.pending = [p for p in state.pending if p.taken_ms + horizon > now_ms]
-        return [Example(_as_dict(p.values), False, p.taken_ms, p.taken_ms + horizon) for p in done]
+        return [Example(x, False, t, t + horizon) for t, x in _pop_while(state, lambda t: t + horizon <= now_ms)]
 
     def purchase(self, state: CustomerState, ts_ms: int) -> list[Example]:
-        """Positive examples: every open snapshot taken before this purchase, within its horizon."""
-        horizon = self.horizon_ms
-        hit = [p for p in state.pending if p.taken_ms < ts_ms <= p.taken_ms + horizon]
-        if hit:
-            state.pending = [p for p in state.pending if not p.taken_ms < ts_ms <= p.taken_ms + horizon]
-        return [Example(_as_dict(p.values), True, p.taken_ms, ts_ms) for p in hit]
+        """Positive examples: every open snapshot taken before this purchase (all within horizon)."""
+        return [Example(x, True, t, ts_ms) for t, x in _pop_while(state, lambda t: t < ts_ms)]
 
     def snapshot_due(self, state: CustomerState, ts_ms: int) -> bool:
         return state.last_snapshot_ms is None or ts_ms - state.last_snapshot_ms >= self.interval_ms
 
     def take(self, state: CustomerState, ts_ms: int, features: dict[str, float]) -> None:
-        state.pending.append(PendingSnapshot(ts_ms, array("d", [features[name] for name in FEATURE_NAMES])))
+        row = array("d", [float(ts_ms)])
+        row.extend(features[name] for name in FEATURE_NAMES)
+        state.pending += row.tobytes()
         state.last_snapshot_ms = ts_ms
 
     def next_expiry_ms(self, state: CustomerState) -> int | None:
-        return state.pending[0].taken_ms + self.horizon_ms if state.pending else None
+        return int(_FIRST_TAKEN.unpack_from(state.pending)[0]) + self.horizon_ms if state.pending else None
+
+
+_FIRST_TAKEN = struct.Struct("d")
+
+
+def _pop_while(state: CustomerState, take: Callable[[int], bool]) -> list[tuple[int, dict[str, float]]]:
+    """Remove and return (taken_ms, features) of the leading snapshots that satisfy ``take``."""
+    if not state.pending:
+        return []
+    pending = array("d")
+    pending.frombytes(state.pending)
+    rows, end = [], 0
+    while end < len(pending) and take(int(pending[end])):
+        rows.append((int(pending[end]), dict(zip(FEATURE_NAMES, pending[end + 1 : end + _STRIDE], strict=True))))
+        end += _STRIDE
+    if end:
+        state.pending = pending[end:].tobytes()
+    return rows
 
 
 class BinnedRocAuc:
@@ -167,5 +184,6 @@ class PropensityModel:
         regression = self.pipeline["LogisticRegression"]
         p = float(regression.predict_proba_one(scaled).get(True, 0.5))
         weights = regression.weights
-        ranked = sorted(((weights.get(k, 0.0) * v, k) for k, v in scaled.items()), key=lambda c: (-c[0], c[1]))
-        return p, [name for value, name in ranked[:n] if value > 0]
+        pushing = [(-weights.get(k, 0.0) * v, k) for k, v in scaled.items()]
+        pushing.sort()  # most positive contribution first; ties by name
+        return p, [name for minus_value, name in pushing[:n] if minus_value < 0]

@@ -6,17 +6,17 @@ and hold aggregates only (tiles, capped lists, decayed scores), never raw event 
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from state.records import PositionalPickle
 from state.windows import TiledCounts
 
-__all__ = ["CartLine", "PendingSnapshot", "CustomerState"]
+__all__ = ["CartLine", "CustomerState"]
 
 
 @dataclass(slots=True)
-class CartLine:
+class CartLine(PositionalPickle):
     quantity: int
     price: float | None
     name: str | None
@@ -24,19 +24,7 @@ class CartLine:
 
 
 @dataclass(slots=True)
-class PendingSnapshot:
-    """Model features taken at ``taken_ms``, waiting for their label (purchase within horizon).
-
-    ``values`` are in `operators.scoring.FEATURE_NAMES` order: a packed array is a fraction
-    of a dict's memory, and every active customer holds up to horizon/interval of these.
-    """
-
-    taken_ms: int
-    values: array
-
-
-@dataclass(slots=True)
-class CustomerState:
+class CustomerState(PositionalPickle):
     user_id: str
     version: int = 0
     """Number of profile updates emitted; the Redis write guard compares it."""
@@ -70,7 +58,10 @@ class CustomerState:
     consent: dict[str, str] = field(default_factory=dict)
     seen_event_ids: dict[str, None] = field(default_factory=dict)
     """Recent event ids (insertion-ordered, capped) to drop at-least-once duplicates."""
-    pending: list[PendingSnapshot] = field(default_factory=list)
+    pending: bytes = b""
+    """Snapshots waiting for their label (purchase within the horizon), oldest first: packed
+    doubles, rows of ``taken_ms`` then the model features (see `operators.scoring.LabelTracker`).
+    Immutable bytes pickle at almost no cost."""
     last_snapshot_ms: int | None = None
 
     @property

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from state.records import PositionalPickle
+
 __all__ = ["WINDOWS", "TiledCounts"]
 
 MINUTE_MS = 60_000
@@ -49,7 +51,7 @@ def _key(tile: int, tier: int, code: int) -> int:
 
 
 @dataclass(slots=True)
-class TiledCounts:
+class TiledCounts(PositionalPickle):
     """Counts per (tile, tier, event type code), pruned as the newest event time advances."""
 
     counts: dict[int, int] = field(default_factory=dict)

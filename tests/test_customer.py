@@ -1,6 +1,7 @@
 """Per-customer logic without Bytewax: features, dedup, lateness, labels, timers."""
 
 import pickle
+from array import array
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -82,8 +83,9 @@ def test_preferred_category_is_recency_weighted(processor: CustomerProcessor) ->
 def test_purchase_labels_open_snapshots_positive_without_leaking(processor: CustomerProcessor) -> None:
     state = CustomerState("u-1")
     first = processor.on_events(state, [ev(1, "page_view", T0, url="/")])
-    assert first.examples == [] and len(state.pending) == 1
-    snapshot_features = dict(zip(FEATURE_NAMES, state.pending[0].values, strict=True))
+    pending = array("d", state.pending)
+    assert first.examples == [] and len(pending) == 1 + len(FEATURE_NAMES)
+    snapshot_features = dict(zip(FEATURE_NAMES, pending[1:], strict=True))
     out = processor.on_events(state, [ev(2, "purchase", T0 + 3 * DAY, order_id="o", total=50.0, currency="EUR",
                                           items=[item("p", 1, 50.0)])])
     assert [(x.label, x.taken_ms, x.resolved_ms) for x in out.examples] == [(True, T0, T0 + 3 * DAY)]
@@ -97,7 +99,7 @@ def test_snapshots_expire_negative_when_the_horizon_closes(processor: CustomerPr
     assert processor.on_time(state, T0 + 7 * DAY - 1).examples == []
     out = processor.on_time(state, T0 + 7 * DAY)
     assert [(x.label, x.resolved_ms) for x in out.examples] == [(False, T0 + 7 * DAY)]
-    assert state.pending == []
+    assert len(state.pending) == 0
 
 
 def test_cart_abandonment_fires_on_time_alone(processor: CustomerProcessor) -> None:
@@ -157,3 +159,21 @@ def test_wall_clock_evaluation_keeps_lateness_in_event_time(processor: CustomerP
     # and the profile does not go back in time.
     later = processor.on_events(state, [ev(2, "page_view", T0 + 30 * 60_000, url="/")])
     assert later.late == 0 and later.update.as_of_ms == due + 5
+
+
+def test_labels_take_only_snapshots_older_than_the_purchase(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    for day in range(3):
+        processor.on_events(state, [ev(day, "page_view", T0 + day * DAY, url="/")])
+    bought = processor.on_events(state, [ev(10, "purchase", T0 + 2 * DAY + HOUR, order_id="o1", total=5.0,
+                                            currency="EUR", items=[item("p", 1, 5.0)])])
+    assert [(x.label, x.taken_ms) for x in bought.examples] == [(True, T0), (True, T0 + DAY), (True, T0 + 2 * DAY)]
+    processor.on_events(state, [ev(11, "page_view", T0 + 3 * DAY + 2 * HOUR, url="/")])
+    processor.on_events(state, [ev(12, "page_view", T0 + 4 * DAY + 3 * HOUR, url="/")])
+    # A purchase stamped 30 minutes before the clock (within lateness) labels only the
+    # snapshots taken before it; the one taken after stays open.
+    late_buy = processor.on_events(state, [ev(13, "purchase", T0 + 4 * DAY + 150 * 60_000, order_id="o2",
+                                              total=5.0, currency="EUR", items=[item("p", 1, 5.0)])])
+    assert late_buy.late == 0
+    assert [(x.label, x.taken_ms) for x in late_buy.examples] == [(True, T0 + 3 * DAY + 2 * HOUR)]
+    assert array("d", state.pending)[0] == T0 + 4 * DAY + 3 * HOUR
