@@ -22,7 +22,7 @@ from operators.scoring import Example, LabelTracker, model_features
 from operators.segments import SegmentRules
 from state.customer import CustomerState
 
-__all__ = ["CustomerUpdate", "CustomerOutput", "CustomerProcessor"]
+__all__ = ["CustomerUpdate", "CustomerOutput", "CustomerProcessor", "profile_version"]
 
 
 @dataclass(slots=True)
@@ -45,6 +45,18 @@ class CustomerOutput:
     update: CustomerUpdate | None = None
     duplicates: int = 0
     late: int = 0
+
+
+def profile_version(as_of_ms: int, applied: int) -> int:
+    """A profile's version, determined by the input alone: ``as_of_ms * 1000 + applied % 1000``.
+
+    Every update moves the evaluation time forward or applies at least one more event,
+    so versions grow with every update of a customer; and they do not depend on how
+    events were batched, so an update replayed after a recovery gets the same version
+    as before the crash and the Redis guard treats it as already written. (It stays an
+    exact integer in a double - Lua, JavaScript - until the year 2255.)
+    """
+    return as_of_ms * 1000 + applied % 1000
 
 
 class CustomerProcessor:
@@ -77,6 +89,7 @@ class CustomerProcessor:
             if event.type == "purchase":
                 out.examples += self._labels.purchase(state, ts)
             self._features.apply(state, event)
+            state.applied += 1
             changed = True
         if changed:
             out.update = self._update(state, self._as_of(state))
@@ -128,7 +141,6 @@ class CustomerProcessor:
         }
 
     def _update(self, state: CustomerState, now: int) -> CustomerUpdate:
-        state.version += 1
         state.evaluated_ms = now
         counts = window_counts(state, now)
         facts: dict[str, Any] = {
@@ -154,4 +166,4 @@ class CustomerProcessor:
             "sendable": state.consent.get("email_marketing") != "denied",
         }
         features = model_features(state, now, counts["7d"], counts["30d"])
-        return CustomerUpdate(state.user_id, state.version, now, facts, features)
+        return CustomerUpdate(state.user_id, profile_version(now, state.applied), now, facts, features)

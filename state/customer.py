@@ -26,8 +26,8 @@ class CartLine(PositionalPickle):
 @dataclass(slots=True)
 class CustomerState(PositionalPickle):
     user_id: str
-    version: int = 0
-    """Number of profile updates emitted; the Redis write guard compares it."""
+    applied: int = 0
+    """Events applied (not duplicates, not late): with the evaluation time, the profile version."""
     clock_ms: int = 0
     """The customer's event-time clock: newest event time seen, or the end of input it was moved to."""
     evaluated_ms: int = 0

@@ -1,5 +1,6 @@
 """The guarded profile writer and the lookup client, against a real Redis."""
 
+import pickle
 import uuid
 
 import orjson
@@ -8,7 +9,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from operators.profile import ProfileWrite
+from config.settings import load_settings
+from operators.customer import CustomerProcessor
+from operators.events import Event
+from operators.profile import ProfileWrite, iso_utc, render_profile
+from operators.segments import SegmentRules
+from state.customer import CustomerState
 from state.client import ProfileClient
 from state.keys import KeyLayout
 from state.redis_writer import ProfileWriter, RedisUnavailable, coalesce
@@ -71,3 +77,25 @@ def test_writer_retries_while_redis_is_unreachable() -> None:
     with pytest.raises(RedisUnavailable, match="Redis unreachable after 3 retries"):
         writer.write([write("u-1", 1)])
     assert len(failures) == 3
+
+
+def test_updates_replayed_after_a_recovery_are_not_stale_forever(redis_client: redis.Redis, prefix: str) -> None:
+    """Regression: versions once counted updates, so a resume that re-read three events as one
+    batch fell behind Redis and every later profile of the customer was rejected as stale."""
+    settings = load_settings(env={})
+    processor = CustomerProcessor(settings, SegmentRules.load(settings.rules_path))
+    writer = ProfileWriter(redis_client, KeyLayout(prefix), 0)
+    t0 = 1_300_000_000_000
+    events = [Event(f"e{i}", "page_view", "u-1", t0 + i * 60_000, {"url": "/"}) for i in range(5)]
+
+    def publish(update) -> int:  # noqa: ANN001
+        return writer.write([render_profile(update, SegmentRules.load(settings.rules_path))]).applied
+
+    before_crash = CustomerState("u-1")
+    snapshot = pickle.dumps(before_crash)
+    assert [publish(processor.on_events(before_crash, [e]).update) for e in events[:3]] == [1, 1, 1]
+    resumed = pickle.loads(snapshot)
+    assert publish(processor.on_events(resumed, events[:3]).update) == 0  # same version: already there
+    assert publish(processor.on_events(resumed, [events[3]]).update) == 1
+    assert publish(processor.on_events(resumed, [events[4]]).update) == 1
+    assert ProfileClient(redis_client, prefix).get("u-1")["lastSeenAt"] == iso_utc(events[4].ts_ms)
