@@ -64,9 +64,10 @@ class CustomerProcessor:
 
     def __init__(self, settings: Settings, rules: SegmentRules) -> None:
         self._features = FeatureAggregator(settings.features)
-        self._labels = LabelTracker(settings.model.horizon_days, settings.model.snapshot_interval_hours)
-        self._rules = rules
         self._lateness_ms = settings.features.allowed_lateness_seconds * 1000
+        self._labels = LabelTracker(settings.model.horizon_days, settings.model.snapshot_interval_hours,
+                                    self._lateness_ms)
+        self._rules = rules
         self._dedup_capacity = settings.features.dedup_capacity
 
     def on_events(self, state: CustomerState, events: list[Event]) -> CustomerOutput:

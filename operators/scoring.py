@@ -80,14 +80,19 @@ class LabelTracker:
     so both labelling rules only ever take a prefix of it.
     """
 
-    def __init__(self, horizon_days: float, snapshot_interval_hours: float) -> None:
+    def __init__(self, horizon_days: float, snapshot_interval_hours: float, lateness_ms: int = 0) -> None:
         self.horizon_ms = int(horizon_days * DAY_MS)
         self.interval_ms = int(snapshot_interval_hours * 3_600_000)
+        self.lateness_ms = lateness_ms
 
     def expire(self, state: CustomerState, now_ms: int) -> list[Example]:
-        """Negative examples for snapshots whose horizon closed by ``now_ms`` without a purchase."""
-        horizon = self.horizon_ms
-        return [Example(x, False, t, t + horizon) for t, x in _pop_while(state, lambda t: t + horizon <= now_ms)]
+        """Negative examples for snapshots whose horizon closed without a purchase.
+
+        A horizon is final only once the allowed lateness has passed too: until then a
+        late purchase inside the horizon may still arrive and make the label positive.
+        """
+        horizon, wait = self.horizon_ms, self.horizon_ms + self.lateness_ms
+        return [Example(x, False, t, t + horizon) for t, x in _pop_while(state, lambda t: t + wait <= now_ms)]
 
     def purchase(self, state: CustomerState, ts_ms: int) -> list[Example]:
         """Positive examples: every open snapshot taken before this purchase (all within horizon)."""
@@ -103,7 +108,9 @@ class LabelTracker:
         state.last_snapshot_ms = ts_ms
 
     def next_expiry_ms(self, state: CustomerState) -> int | None:
-        return int(_FIRST_TAKEN.unpack_from(state.pending)[0]) + self.horizon_ms if state.pending else None
+        if not state.pending:
+            return None
+        return int(_FIRST_TAKEN.unpack_from(state.pending)[0]) + self.horizon_ms + self.lateness_ms
 
 
 _FIRST_TAKEN = struct.Struct("d")

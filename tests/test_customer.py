@@ -96,10 +96,23 @@ def test_purchase_labels_open_snapshots_positive_without_leaking(processor: Cust
 def test_snapshots_expire_negative_when_the_horizon_closes(processor: CustomerProcessor) -> None:
     state = CustomerState("u-1")
     processor.on_events(state, [ev(1, "page_view", T0, url="/")])
-    assert processor.on_time(state, T0 + 7 * DAY - 1).examples == []
-    out = processor.on_time(state, T0 + 7 * DAY)
+    final = T0 + 7 * DAY + HOUR  # horizon plus the allowed lateness
+    assert processor.on_time(state, final - 1).examples == []
+    out = processor.on_time(state, final)
     assert [(x.label, x.resolved_ms) for x in out.examples] == [(False, T0 + 7 * DAY)]
     assert len(state.pending) == 0
+
+
+def test_a_late_purchase_inside_the_horizon_still_labels_positive(processor: CustomerProcessor) -> None:
+    """Regression: snapshots were labelled negative as soon as the horizon passed, so a
+    purchase arriving within the allowed lateness could no longer make them positive."""
+    state = CustomerState("u-1")
+    processor.on_events(state, [ev(1, "page_view", T0, url="/")])
+    moved_on = processor.on_events(state, [ev(2, "page_view", T0 + 7 * DAY + 10 * 60_000, url="/")])
+    assert moved_on.examples == []
+    late = processor.on_events(state, [ev(3, "purchase", T0 + 7 * DAY - 10 * 60_000, order_id="o", total=1.0,
+                                          currency="EUR", items=[item("p", 1, 1.0)])])
+    assert late.late == 0 and [(x.label, x.taken_ms) for x in late.examples] == [(True, T0)]
 
 
 def test_cart_abandonment_fires_on_time_alone(processor: CustomerProcessor) -> None:
@@ -154,7 +167,7 @@ def test_wall_clock_evaluation_keeps_lateness_in_event_time(processor: CustomerP
     live = processor.on_time(state, due + 5, advance_clock=False)
     assert "cart_abandoner" in render_profile(live.update, RULES).segments
     assert state.clock_ms == T0
-    assert processor.next_due_ms(state) == T0 + 7 * DAY  # the flip already fired: next is the label
+    assert processor.next_due_ms(state) == T0 + 7 * DAY + 1  # the cart flip fired: next, active_7d ends
     # An event stamped before the wall evaluation but within lateness still counts,
     # and the profile does not go back in time.
     later = processor.on_events(state, [ev(2, "page_view", T0 + 30 * 60_000, url="/")])
