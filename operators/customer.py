@@ -164,7 +164,7 @@ class CustomerProcessor:
             "purchase_history": [{"productId": pid, "name": name} for pid, name in state.purchase_history],
             "counts": counts,
             "attributes": dict(state.attributes),
-            "sendable": state.consent.get("email_marketing") != "denied",
+            "sendable": state.sendable,
         }
         features = model_features(state, now, counts["7d"], counts["30d"])
         return CustomerUpdate(state.user_id, profile_version(now, state.applied), now, facts, features)

@@ -65,6 +65,8 @@ class FeatureAggregator:
         del views[self._recent:]
 
     def _add_to_cart(self, state: CustomerState, event: Event) -> None:
+        if _before_checkout(state, event):
+            return
         data = event.data
         line = state.cart.get(data["product_id"])
         if line is None:
@@ -77,6 +79,8 @@ class FeatureAggregator:
         state.cart_updated_ms = _later(state.cart_updated_ms, event.ts_ms)
 
     def _remove_from_cart(self, state: CustomerState, event: Event) -> None:
+        if _before_checkout(state, event):
+            return
         product = event.data["product_id"]
         line = state.cart.get(product)
         if line is not None:
@@ -91,15 +95,19 @@ class FeatureAggregator:
         if data["total"] is not None:
             state.priced_orders += 1
             state.revenue += data["total"]
-        state.currency = data["currency"]
+        newest = state.last_purchase_ms is None or event.ts_ms >= state.last_purchase_ms
+        if newest:
+            state.currency = data["currency"]
         state.last_purchase_ms = _later(state.last_purchase_ms, event.ts_ms)
         history = state.purchase_history
         for item in data["items"]:
             history.insert(0, (item["product_id"], item.get("name")))
         del history[self._recent:]
-        # Checking out converts the cart: nothing is left to abandon.
-        state.cart.clear()
-        state.cart_updated_ms = _later(state.cart_updated_ms, event.ts_ms)
+        # Checking out converts the cart: nothing is left to abandon - unless this
+        # purchase arrived late and the cart has changed since it happened.
+        if state.cart_updated_ms is None or event.ts_ms >= state.cart_updated_ms:
+            state.cart.clear()
+            state.cart_updated_ms = event.ts_ms
 
     def _refund(self, state: CustomerState, event: Event) -> None:
         if event.data["total"] is not None:
@@ -112,14 +120,23 @@ class FeatureAggregator:
         state.last_email_click_ms = _later(state.last_email_click_ms, event.ts_ms)
 
     def _profile_update(self, state: CustomerState, event: Event) -> None:
+        """Last write wins by event time, per attribute (a late, older update loses)."""
+        times, ts = state.attribute_times, event.ts_ms
         for key, value in event.data["attributes"].items():
+            if ts < times.get(key, ts):
+                continue
+            times[key] = ts
             if value is None:
                 state.attributes.pop(key, None)
             else:
                 state.attributes[key] = value
 
     def _consent_update(self, state: CustomerState, event: Event) -> None:
-        state.consent.update(event.data["purposes"])
+        for purpose, decision in event.data["purposes"].items():
+            _set_consent(state, purpose, decision, event.ts_ms)
+
+    def _email_unsubscribe(self, state: CustomerState, event: Event) -> None:
+        _set_consent(state, "email_marketing", "denied", event.ts_ms)
 
     def _bump_category(self, state: CustomerState, category: str, weight: float, ts: int) -> None:
         """Add ``weight`` to an exponentially decayed score (half-life from settings)."""
@@ -147,7 +164,20 @@ _HANDLERS = {
     "email_click": FeatureAggregator._email_click,
     "profile_update": FeatureAggregator._profile_update,
     "consent_update": FeatureAggregator._consent_update,
+    "email_unsubscribe": FeatureAggregator._email_unsubscribe,
 }
+
+
+def _set_consent(state: CustomerState, purpose: str, decision: str, ts: int) -> None:
+    """Last decision by event time wins: a late, older grant cannot undo a newer denial."""
+    current = state.consent.get(purpose)
+    if current is None or ts >= current[1]:
+        state.consent[purpose] = (decision, ts)
+
+
+def _before_checkout(state: CustomerState, event: Event) -> bool:
+    """A cart change older than the last purchase arrived late: that cart was checked out."""
+    return state.last_purchase_ms is not None and event.ts_ms < state.last_purchase_ms
 
 
 def _later(current: int | None, ts: int) -> int:

@@ -55,7 +55,10 @@ class CustomerState(PositionalPickle):
     """(product id, name) of recent purchases, newest first."""
     counts: TiledCounts = field(default_factory=TiledCounts)
     attributes: dict[str, Any] = field(default_factory=dict)
-    consent: dict[str, str] = field(default_factory=dict)
+    attribute_times: dict[str, int] = field(default_factory=dict)
+    """Event time of each attribute's last change (last write wins by event time)."""
+    consent: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """purpose -> (granted|denied, event time of that decision)."""
     seen_event_ids: dict[str, None] = field(default_factory=dict)
     """Recent event ids (insertion-ordered, capped) to drop at-least-once duplicates."""
     pending: bytes = b""
@@ -63,6 +66,12 @@ class CustomerState(PositionalPickle):
     doubles, rows of ``taken_ms`` then the model features (see `operators.scoring.LabelTracker`).
     Immutable bytes pickle at almost no cost."""
     last_snapshot_ms: int | None = None
+
+    @property
+    def sendable(self) -> bool:
+        """Email may be sent unless the customer denied email marketing (or unsubscribed)."""
+        decision = self.consent.get("email_marketing")
+        return decision is None or decision[0] != "denied"
 
     @property
     def ltv(self) -> float:

@@ -190,3 +190,32 @@ def test_labels_take_only_snapshots_older_than_the_purchase(processor: CustomerP
     assert late_buy.late == 0
     assert [(x.label, x.taken_ms) for x in late_buy.examples] == [(True, T0 + 3 * DAY + 2 * HOUR)]
     assert array("d", state.pending)[0] == T0 + 4 * DAY + 3 * HOUR
+
+
+def test_out_of_order_events_within_lateness_resolve_by_event_time(processor: CustomerProcessor) -> None:
+    """Regression: late events were applied in arrival order (an older grant undid a denial,
+    an older cart add resurrected a checked-out cart)."""
+    state = CustomerState("u-1")
+    minute = 60_000
+    processor.on_events(state, [
+        ev(1, "consent_update", T0 + 10 * minute, purposes={"email_marketing": "denied"}),
+        ev(2, "consent_update", T0, purposes={"email_marketing": "granted"}),
+        ev(3, "profile_update", T0 + 10 * minute, attributes={"tier": "gold"}),
+        ev(4, "profile_update", T0, attributes={"tier": "bronze", "city": "Oslo"}),
+        ev(5, "purchase", T0 + 5 * minute, order_id="o", total=5.0, currency="EUR", items=[item("p", 1, 5.0)]),
+        ev(6, "add_to_cart", T0, product_id="p", quantity=1, price=5.0),
+        ev(7, "purchase", T0 + 4 * minute, order_id="o0", total=1.0, currency="SEK", items=[item("q", 1, 1.0)]),
+    ])
+    assert state.sendable is False
+    assert state.attributes == {"tier": "gold", "city": "Oslo"}
+    assert state.cart == {} and state.currency == "EUR"
+    later = processor.on_time(state, T0 + 2 * HOUR)
+    assert "cart_abandoner" not in render_profile(later.update, RULES).segments
+
+
+def test_unsubscribe_makes_the_customer_not_sendable(processor: CustomerProcessor) -> None:
+    state = CustomerState("u-1")
+    processor.on_events(state, [ev(1, "email_unsubscribe", T0, campaign_id="c1")])
+    assert state.sendable is False
+    processor.on_events(state, [ev(2, "consent_update", T0 + 1, purposes={"email_marketing": "granted"})])
+    assert state.sendable is True
