@@ -115,10 +115,13 @@ class CustomerProcessor:
         return out
 
     def next_due_ms(self, state: CustomerState) -> int | None:
-        """When this customer's profile next changes with no new event (rule flip or label)."""
-        flip = self._rules.next_flip_ms(self._timestamps(state), self._as_of(state))
+        """When this customer's profile next changes with no new event: a ``since()`` rule
+        flip, a count a rule reads sliding out of its window, or a label becoming final."""
+        as_of = self._as_of(state)
+        flip = self._rules.next_flip_ms(self._timestamps(state), as_of)
+        slide = state.counts.next_change_ms(self._rules.count_windows, as_of) if self._rules.count_windows else None
         expiry = self._labels.next_expiry_ms(state)
-        return min((t for t in (flip, expiry) if t is not None), default=None)
+        return min((t for t in (flip, slide, expiry) if t is not None), default=None)
 
     def _advance(self, state: CustomerState, now_ms: int) -> list[Example]:
         examples = self._labels.expire(state, now_ms)

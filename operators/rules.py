@@ -49,8 +49,8 @@ _BAD_DURATION = re.compile(r"-?\d+(?:\.\d+)?([A-Za-z_]\w*)")
 _LITERALS = ("number", "duration", "string")
 _KEYWORDS = {"and", "or", "not", "in", "between", "since", "true", "false", "null"}
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-# For `since(x) OP d`: the offset after x at which the comparison flips.
-_FLIP_OFFSET = {"<": 0, ">=": 0, "<=": 1, ">": 1}
+# For `since(x) OP d`: the offsets after x + d at which the comparison flips.
+_FLIP_OFFSETS = {"<": (0,), ">=": (0,), "<=": (1,), ">": (1,), "==": (0, 1), "!=": (0, 1)}
 _MIRROR = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 
 
@@ -96,6 +96,8 @@ class Rule:
     evaluate: Node
     time_thresholds: tuple[tuple[str, int], ...]
     """(timestamp name, offset ms): the rule may flip at ``ctx[name] + offset``."""
+    names: frozenset[str]
+    """Every name the rule reads."""
 
 
 def _tokenize(text: str) -> list[_Token]:
@@ -124,6 +126,7 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.pos = 0
         self.resolve = resolve
+        self.names: set[str] = set()
         self.thresholds: list[tuple[str, int]] = []
 
     # -- token helpers -----------------------------------------------------------------
@@ -188,6 +191,10 @@ class _Parser:
             self._note_threshold(left.since, token.text, right.node)
             self._note_threshold(right.since, _MIRROR[token.text], left.node)
             compare, lhs, rhs = _COMPARE[token.text], left.node, right.node
+            if "null" in (left.kind, right.kind):
+                if token.text not in ("==", "!="):
+                    raise RuleSyntaxError("null can only be compared with == or !=", token.column)
+                return lambda ctx: compare(lhs(ctx), rhs(ctx))  # an explicit test for unknown
             return lambda ctx: _null_safe(compare, lhs(ctx), rhs(ctx))
         negate = False
         if token.kind == "keyword" and token.text == "not" and self.tokens[self.pos + 1].text == "in":
@@ -203,6 +210,8 @@ class _Parser:
             high = self.value()
             _check_comparable(left, low)
             _check_comparable(left, high)
+            self._note_threshold(left.since, ">=", low.node)
+            self._note_threshold(left.since, "<=", high.node)
             lhs, lo, hi = left.node, low.node, high.node
             return lambda ctx: _between(lhs(ctx), lo(ctx), hi(ctx))
         if left.kind not in ("bool", "any"):
@@ -251,6 +260,7 @@ class _Parser:
         if resolved is None:
             raise RuleSyntaxError(f"unknown name {token.text!r}", token.column)
         node, kind = resolved
+        self.names.add(token.text)
         return token.text, kind, node
 
     def list_literal(self, left: _Value) -> frozenset:
@@ -268,14 +278,16 @@ class _Parser:
             self.expect(",")
 
     def _note_threshold(self, since_name: str | None, op: str, other: Node) -> None:
-        if since_name is None or op not in _FLIP_OFFSET:
+        """Record when ``since(since_name) op other`` can change its answer, if ``other`` is a constant."""
+        if since_name is None:
             return
         try:
             duration = other({})
         except (KeyError, TypeError):
             return  # compared with another variable: no fixed flip time
         if isinstance(duration, (int, float)):
-            self.thresholds.append((since_name, int(duration) + _FLIP_OFFSET[op]))
+            for offset in _FLIP_OFFSETS[op]:
+                self.thresholds.append((since_name, int(duration) + offset))
 
 
 def _fold(parts: list[Node], combine: Callable[[Node, Node], Node]) -> Node:
@@ -295,8 +307,9 @@ def _duration_ms(text: str) -> int:
 
 
 def _null_safe(compare: Callable[[Any, Any], bool], left: Any, right: Any) -> bool:
+    """A comparison with an unknown value is false (``!=`` included)."""
     if left is None or right is None:
-        return compare in (operator.eq, operator.ne) and compare(left, right)
+        return False
     try:
         return bool(compare(left, right))
     except TypeError:
@@ -317,4 +330,4 @@ def compile_rule(text: str, resolve: Resolver) -> Rule:
     """
     parser = _Parser(text, resolve)
     node = parser.parse()
-    return Rule(text, lambda ctx: bool(node(ctx)), tuple(parser.thresholds))
+    return Rule(text, lambda ctx: bool(node(ctx)), tuple(parser.thresholds), frozenset(parser.names))

@@ -69,6 +69,10 @@ class SegmentRules:
     def __init__(self, segments: Iterable[Segment]) -> None:
         self.segments = tuple(segments)
         self.time_thresholds = tuple(sorted({t for s in self.segments for t in s.rule.time_thresholds}))
+        self.count_windows = tuple(sorted({
+            match["window"] for s in self.segments for name in s.rule.names if (match := _COUNT_NAME.match(name))
+        }))
+        """Windows whose counts some rule reads: as they slide, those rules may flip."""
 
     @classmethod
     def load(cls, path: str | Path) -> SegmentRules:

@@ -93,3 +93,17 @@ class TiledCounts(PositionalPickle):
             for tier, windows in enumerate(_TIER_WINDOWS)
             for (name, _), (_, _, result) in zip(windows, spans[tier])
         }
+
+    def next_change_ms(self, windows: tuple[str, ...], now_ms: int) -> int | None:
+        """Earliest time after ``now_ms`` at which a counted tile slides out of one of ``windows``."""
+        due = None
+        for name in windows:
+            size, n = WINDOWS[name]
+            tier = next(i for i, (s, _) in enumerate(_TIERS) if s == size)
+            last = now_ms // size
+            tiles = [k >> _TILE_SHIFT for k in self.counts if (k >> _CODE_BITS) & _TIER_MASK == tier]
+            inside = [t for t in tiles if last - n + 1 <= t <= last]
+            if inside:
+                leaves = (min(inside) + n) * size
+                due = leaves if due is None else min(due, leaves)
+        return due

@@ -219,3 +219,13 @@ def test_unsubscribe_makes_the_customer_not_sendable(processor: CustomerProcesso
     assert state.sendable is False
     processor.on_events(state, [ev(2, "consent_update", T0 + 1, purposes={"email_marketing": "granted"})])
     assert state.sendable is True
+
+
+def test_rules_reading_counts_wake_the_customer_when_the_window_slides(tmp_path: Path) -> None:
+    (tmp_path / "rules.toml").write_text('[segments.hot]\nwhen = "count_1h_page_view > 0"\n')
+    processor = CustomerProcessor(SETTINGS, SegmentRules.load(tmp_path / "rules.toml"))
+    state = CustomerState("u-1")
+    processor.on_events(state, [ev(1, "page_view", T0, url="/")])  # T0 is a tile boundary
+    assert processor.next_due_ms(state) == T0 + HOUR
+    later = processor.on_time(state, T0 + HOUR, advance_clock=False)
+    assert later.update.facts["counts"]["1h"] == {}

@@ -124,3 +124,17 @@ def test_multi_line_rule_errors_point_at_the_right_line(tmp_path: Path) -> None:
     path.write_text('[segments.a]\nwhen = """\nltv > 1 and\n  orders >>> 2"""\n')
     with pytest.raises(RulesError, match=r"rules.toml:4: segment 'a': column 11: expected a value"):
         SegmentRules.load(path)
+
+
+def test_null_needs_an_explicit_test() -> None:
+    assert check("attributes.tier != 'gold'") is False  # unknown: not "not gold"
+    assert check("attributes.tier == null") is True
+    assert check("attributes.tier != null", attributes={"tier": "x"}) is True
+    with pytest.raises(RuleSyntaxError, match="null can only be compared with == or !="):
+        compile_rule("ltv > null", resolve_name)
+
+
+def test_between_and_equality_on_since_give_both_edges() -> None:
+    rule = compile_rule("since(last_seen) between 1d and 2d or since(last_purchase) == 3d", resolve_name)
+    assert set(rule.time_thresholds) == {("last_seen", DAY), ("last_seen", 2 * DAY + 1),
+                                         ("last_purchase", 3 * DAY), ("last_purchase", 3 * DAY + 1)}

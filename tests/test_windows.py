@@ -56,3 +56,13 @@ def test_state_stays_bounded() -> None:
     for i in range(5000):
         counts.add(1_600_000_000_000 + i * HOUR, i % 4)
     assert len(counts.counts) <= (12 + 24 + 30) * 4
+
+
+def test_next_change_is_when_the_oldest_counted_tile_leaves_the_window() -> None:
+    counts = TiledCounts()
+    t0 = 1_600_000_000_000 // (5 * 60_000) * (5 * 60_000)  # a 5-minute tile boundary
+    counts.add(t0 + 1000, 2)
+    counts.add(t0 + 20 * 60_000, 2)
+    assert counts.next_change_ms(("1h",), t0 + 30 * 60_000) == t0 + HOUR
+    assert counts.next_change_ms(("1h",), t0 + HOUR) == t0 + HOUR + 20 * 60_000
+    assert counts.next_change_ms(("1h",), t0 + 3 * HOUR) is None
