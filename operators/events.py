@@ -8,6 +8,7 @@ original bytes. Validation is table-driven so each event type's fields are read 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ REJECT_REASONS = (
 )
 
 MAX_ID_LENGTH = 256
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def ts_from_ms(ms: int) -> datetime:
@@ -233,6 +235,20 @@ def _check_fields(
     return out
 
 
+_ENVELOPE = frozenset({"event_id", "type", "user_id", "ts", "attributes"})
+
+
+def _gather_attributes(obj: dict[str, Any]) -> dict[str, Any]:
+    """CRM attributes may come as top-level fields (SPEC §3) or in an ``attributes`` object."""
+    top_level = {k: v for k, v in obj.items() if k not in _ENVELOPE}
+    if not top_level:
+        return obj
+    nested = obj.get("attributes", {})
+    if not isinstance(nested, dict):
+        raise _Invalid("bad_type", "profile_update.attributes must be an object")
+    return {**obj, "attributes": {**nested, **top_level}}
+
+
 class EventParser:
     """Turns raw Kafka values into `Event`s; configured once, called per message."""
 
@@ -273,6 +289,8 @@ class EventParser:
         if key is not None and key != user_id.encode():
             raise _Invalid("key_mismatch", "Kafka key differs from user_id (customer would span partitions)")
         ts_ms = self._timestamp(obj["ts"], now_ms)
+        if kind == "profile_update":
+            obj = _gather_attributes(obj)
         return Event(event_id, kind, user_id, ts_ms, _check_fields(kind, obj, schema, self._limits))
 
     def _timestamp(self, value: Any, now_ms: int) -> int:
@@ -283,12 +301,12 @@ class EventParser:
                 raise _Invalid("bad_timestamp", "ts must be finite")
             ms = int(value)
         elif isinstance(value, str):
+            if not _RFC3339.match(value):
+                raise _Invalid("bad_timestamp", "ts is not RFC 3339 (with Z or a UTC offset)")
             try:
-                parsed = datetime.fromisoformat(value)
+                parsed = datetime.fromisoformat(value.upper())
             except ValueError:
-                raise _Invalid("bad_timestamp", "ts is not RFC 3339") from None
-            if parsed.tzinfo is None:
-                raise _Invalid("bad_timestamp", "ts has no UTC offset")
+                raise _Invalid("bad_timestamp", "ts is not a valid date and time") from None
             ms = int(parsed.timestamp() * 1000)
         else:
             raise _Invalid("bad_timestamp", f"ts must be a string or number, got {type(value).__name__}")

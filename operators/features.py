@@ -149,9 +149,15 @@ class FeatureAggregator:
             state.category_ref_ms = ts
         else:
             weight *= 0.5 ** ((state.category_ref_ms - ts) / self._half_life_ms)
-        scores[category] = scores.get(category, 0.0) + weight
-        if len(scores) > self._max_categories:
-            del scores[min(scores, key=lambda k: (scores[k], k))]
+        if category in scores or len(scores) < self._max_categories:
+            scores[category] = scores.get(category, 0.0) + weight
+            return
+        # Full: Space-Saving - the newcomer takes the weakest slot and inherits its score,
+        # so a category of rising interest can displace decayed ones instead of being
+        # evicted on arrival every time (its score over-estimates by at most that floor).
+        weakest = min(scores, key=lambda k: (scores[k], k))
+        floor = scores.pop(weakest)
+        scores[category] = floor + weight
 
 
 _HANDLERS = {

@@ -229,3 +229,19 @@ def test_rules_reading_counts_wake_the_customer_when_the_window_slides(tmp_path:
     assert processor.next_due_ms(state) == T0 + HOUR
     later = processor.on_time(state, T0 + HOUR, advance_clock=False)
     assert later.update.facts["counts"]["1h"] == {}
+
+
+def test_a_rising_category_can_displace_decayed_ones() -> None:
+    """Regression: with every slot taken, a new category was evicted on arrival, forever."""
+    settings = SETTINGS.features
+    agg, state = FeatureAggregator(settings), CustomerState("u-1")
+    n = 0
+    for c in range(settings.max_categories):
+        for _ in range(30):
+            n += 1
+            agg.apply(state, ev(n, "page_view", T0, url="/", category=f"old{c}"))
+    for _ in range(20):
+        n += 1
+        agg.apply(state, ev(n, "page_view", T0 + 30 * DAY, url="/", category="new"))
+    # Recency-weighted truth: each old category ~15 (one half-life ago), "new" 20.
+    assert state.preferred_category == "new"

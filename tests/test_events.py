@@ -42,6 +42,10 @@ def test_epoch_milliseconds_accepted() -> None:
     (base(user_id="a{b}"), "bad_value"),
     (base(ts="yesterday"), "bad_timestamp"),
     (base(ts="2023-01-02T03:04:05"), "bad_timestamp"),
+    (base(ts="2011-01-01T00Z"), "bad_timestamp"),
+    (base(ts="2011-01-01T00:00:00+0000"), "bad_timestamp"),
+    (base(ts="2011-W01-1T00:00:00Z"), "bad_timestamp"),
+    (base(ts="2011-02-30T00:00:00Z"), "bad_timestamp"),
     (base(ts=True), "bad_timestamp"),
     (base(ts="1970-01-01T00:00:00Z"), "bad_timestamp"),
     (base(ts="2031-01-01T00:00:00Z"), "future_timestamp"),
@@ -73,3 +77,16 @@ def test_null_prices_mean_unknown() -> None:
     event = parse({**base(type="purchase"), "order_id": "o", "total": None, "currency": "XXX",
                    "items": [{"product_id": "p", "quantity": 1, "price": None}]})
     assert event.data["total"] is None and event.data["items"][0]["price"] is None
+
+
+def test_rfc3339_lowercase_separators_are_valid() -> None:
+    assert parse(base(ts="2023-01-02t03:04:05.5z")).ts_ms == parse(base(ts="2023-01-02T03:04:05.500Z")).ts_ms
+
+
+def test_profile_update_attributes_top_level_or_nested() -> None:
+    envelope = {"event_id": "e1", "type": "profile_update", "user_id": "u-1", "ts": "2023-01-02T03:04:05Z"}
+    event = parse({**envelope, "first_name": "Ann", "attributes": {"city": "Oslo"}})
+    assert event.data["attributes"] == {"city": "Oslo", "first_name": "Ann"}
+    assert parse({**envelope, "first_name": "Ann"}).data["attributes"] == {"first_name": "Ann"}
+    bad = parse({**envelope, "address": {"street": "x"}})
+    assert isinstance(bad, Rejection) and bad.reason == "bad_type"
