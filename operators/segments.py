@@ -93,7 +93,7 @@ class SegmentRules:
             raise RulesError(msg)
         segments = []
         for name, body in raw.get("segments", {}).items():
-            line = _line_of(text, f"[segments.{name}]")
+            line = _header_line(text, name)
             where = f"{path}:{line}: segment {name!r}"
             if not _SEGMENT_NAME.match(name):
                 msg = f"{where}: name must be lower_snake_case (a-z, 0-9, _)"
@@ -142,6 +142,13 @@ def _locate(text: str, when_line: int, expression: str, column: int) -> tuple[in
     first_line = when_line + 1 if raw.endswith(('"""', "'''")) else when_line
     before = expression[: column - 1]
     return first_line + before.count("\n"), column - (before.rfind("\n") + 1)
+
+
+def _header_line(text: str, name: str) -> int:
+    """1-based line of ``[segments.NAME]``, however it is spaced or quoted (else 1)."""
+    header = re.compile(r"^\s*\[\s*segments\s*\.\s*(?:\"" + re.escape(name) + r"\"|'" + re.escape(name)
+                        + r"'|" + re.escape(name) + r")\s*\]")
+    return next((n for n, line in enumerate(text.splitlines(), start=1) if header.match(line)), 1)
 
 
 def _line_of(text: str, needle: str, after: int = 0) -> int:

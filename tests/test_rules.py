@@ -138,3 +138,11 @@ def test_between_and_equality_on_since_give_both_edges() -> None:
     rule = compile_rule("since(last_seen) between 1d and 2d or since(last_purchase) == 3d", resolve_name)
     assert set(rule.time_thresholds) == {("last_seen", DAY), ("last_seen", 2 * DAY + 1),
                                          ("last_purchase", 3 * DAY), ("last_purchase", 3 * DAY + 1)}
+
+
+@pytest.mark.parametrize("header", ['[segments."bad"]', "[ segments.bad ]", "[segments.'bad']"])
+def test_error_lines_with_quoted_or_spaced_headers(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(f'[segments.ok]\nwhen = "ltv > 1"\n\n{header}\nwhen = "ltv >>> 1"\n')
+    with pytest.raises(RulesError, match=r"rules.toml:5: segment 'bad'"):
+        SegmentRules.load(path)
