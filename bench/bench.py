@@ -28,7 +28,7 @@ from flows.replay import ensure_topics, make_producer
 from operators.customer import CustomerProcessor
 from operators.events import Event, EventParser
 from operators.profile import render_profile
-from operators.scoring import Example, PropensityModel
+from operators.scoring import PropensityModel
 from operators.segments import SegmentRules
 from pulse.runner import tune_gc
 from pulse.services import start_redis, start_tansu

@@ -66,6 +66,10 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="TOML config file (default: $PULSE_CONFIG or config/pulse.toml)")
 
 
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="dataset folder (default: $PULSE_DATA_DIR or ../shared/data)")
+
+
 def _datasets(values: list[str]) -> list[str]:
     return list(DATASET_NAMES) if "all" in values else list(dict.fromkeys(values))
 
@@ -115,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_config(rep)
     rep.add_argument("datasets", nargs="+", choices=[*DATASET_NAMES, "all"], metavar="DATASET",
                      help=f"one or more of: {', '.join(DATASET_NAMES)}, all")
-    rep.add_argument("--data-dir", help="dataset folder (default: $PULSE_DATA_DIR or ../shared/data)")
+    _add_data_dir(rep)
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=_positive(float),
                       help="event-time seconds played per wall second (e.g. 3600 = an hour a second)")
@@ -136,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Start a private broker and Redis (unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set), "
                     "replay the datasets, run the flow to the end, print a summary, stop what it started.")
     _add_config(demo)
-    demo.add_argument("--data-dir", help="dataset folder (default: $PULSE_DATA_DIR or ../shared/data)")
+    _add_data_dir(demo)
     demo.add_argument("--datasets", nargs="+", choices=[*DATASET_NAMES, "all"], default=["all"],
                       metavar="DATASET", help=f"datasets to replay: {', '.join(DATASET_NAMES)}, all")
     demo.add_argument("-w", "--workers", type=_positive(int), default=1, help="worker threads")

@@ -91,7 +91,7 @@ class TiledCounts(PositionalPickle):
         return {
             name: result
             for tier, windows in enumerate(_TIER_WINDOWS)
-            for (name, _), (_, _, result) in zip(windows, spans[tier])
+            for (name, _), (_, _, result) in zip(windows, spans[tier], strict=True)
         }
 
     def next_change_ms(self, windows: tuple[str, ...], now_ms: int) -> int | None:

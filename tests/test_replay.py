@@ -53,7 +53,7 @@ def test_hillstrom_arms_and_campaign_window() -> None:
     controls = {e["user_id"] for e in profiles if e["attributes"]["campaign_arm"] == "No E-Mail"}
     assert controls and not controls & {e["user_id"] for e in sends}
     start, end = ms("2008-03-03T09:00:00"), ms("2008-03-17T09:00:00")
-    assert all(start <= ts < end for ts, e in zip(data.ts_ms, data.events) if e["type"] != "profile_update")
+    assert all(start <= ts < end for ts, e in zip(data.ts_ms, data.events, strict=True) if e["type"] != "profile_update")
 
 
 def test_retailrocket_transactions_group_into_unpriced_orders() -> None:
