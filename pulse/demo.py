@@ -102,6 +102,10 @@ def run_demo(settings: Settings, data_dir: Path, datasets: list[str], workers: i
         summary = _summary(settings, expected, report, flow_seconds)
         summary["total_seconds"] = round(time.monotonic() - started, 1)
         _print_summary(summary)
+        if redis_external:
+            print(f"\nprofiles stay in {settings.redis.url} under prefix {settings.redis.key_prefix!r} "
+                  f"(TTL {settings.redis.profile_ttl_seconds}s); read one with "
+                  f"PULSE__REDIS__KEY_PREFIX={settings.redis.key_prefix} pulse profile USER_ID")
         return summary
 
 
