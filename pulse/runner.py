@@ -76,7 +76,8 @@ def tune_gc() -> None:
     """Collect young objects less often and stop re-scanning what start-up allocated.
 
     The worker keeps millions of small, long-lived state objects; CPython's default
-    thresholds re-scan them constantly (measured: ~35% of per-event CPU in the bench).
+    thresholds re-scan them constantly (measured: with collection off, the customer logic
+    alone used about a third less CPU per event).
     Reference cycles are rare in Pulse's state, so fewer collections lose nothing.
     """
     gc.collect()
