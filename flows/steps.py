@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from typing import Any, Union
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from typing_extensions import override
 
 from config.settings import RedisSettings

@@ -94,10 +94,10 @@ class CustomerProcessor:
             changed = True
         if changed:
             out.update = self._update(state, self._as_of(state))
-            # One training snapshot per interval, as of the clock (the batch's newest event):
-            # the features the update is scored with, so they are computed once.
-            if self._labels.snapshot_due(state, state.clock_ms):
-                self._labels.take(state, state.clock_ms, out.update.features)
+            # One training snapshot per interval, stamped with the time its features are
+            # computed as of (the update's), so they are computed once.
+            if self._labels.snapshot_due(state, out.update.as_of_ms):
+                self._labels.take(state, out.update.as_of_ms, out.update.features)
         return out
 
     def on_time(self, state: CustomerState, now_ms: int, *, advance_clock: bool = True) -> CustomerOutput:
@@ -108,9 +108,7 @@ class CustomerProcessor:
         """
         out = CustomerOutput()
         if now_ms > self._as_of(state):
-            out.examples = self._labels.expire(state, now_ms)
-            if advance_clock:
-                state.clock_ms = now_ms
+            out.examples = self._advance(state, now_ms) if advance_clock else self._labels.expire(state, now_ms)
             out.update = self._update(state, now_ms)
         return out
 

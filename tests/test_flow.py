@@ -6,6 +6,7 @@ Expected values are computed here from the raw CSV rows, not by Pulse's own code
 from __future__ import annotations
 
 import csv
+import re
 import urllib.request
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -21,8 +22,9 @@ from config.settings import Settings
 from flows.datasets import load_dataset
 from flows.personalize import RunOptions
 from flows.replay import ensure_topics, make_producer, replay
+from pulse.kafka_check import KafkaUnavailable, wait_for_kafka
 from pulse.metrics import serve_metrics
-from pulse.runner import WorkerOptions, run_workers
+from pulse.runner import WorkerOptions, run_summary, run_workers
 from pulse.services import free_port
 from state.client import ProfileClient
 
@@ -256,3 +258,10 @@ def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
                  "pulse_event_time_lag_seconds", "pulse_customers_in_state"):
         assert line in body, line
     assert "good-1" not in body and "bad-" not in body  # no customer ids in metrics
+    summary = run_summary()  # what `pulse run --until-eof` prints
+    assert summary["dead_lettered_by_reason"]["key_mismatch"] >= 1 and summary["duplicates"] >= 1
+
+
+def test_missing_events_topic_is_named_instead_of_hanging(isolated_settings: Settings) -> None:
+    with pytest.raises(KafkaUnavailable, match=re.escape(isolated_settings.kafka.events_topic)):
+        wait_for_kafka(isolated_settings.kafka.bootstrap_servers, [isolated_settings.kafka.events_topic], timeout=5)
